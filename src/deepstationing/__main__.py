@@ -1,0 +1,3 @@
+from deepstationing.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Entry point of the ``deepstationing`` command.
+
+Each sub-command lives in its own module of this package and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable that takes
+the parsed arguments and returns an exit code. Errors of the toolkit's own kind
+(:class:`~deepstationing.errors.DeepStationingError`: bad input files and the like) are
+printed as one line ``deepstationing: error: <file>: <problem>`` with exit code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from deepstationing import __version__
+from deepstationing.errors import DeepStationingError
+
+#: Sub-command modules, in the order ``--help`` lists them (pipeline order).
+COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
+    "phantom",
+    "view",
+    "rules",
+    "evaluate",
+)
+
+DESCRIPTION = """\
+Thoracic lymph node station parsing in chest CT (DeepStationing, IASLC map:
+1L 1R 2L 2R 3A 3P 4L 4R 5 6 7 8).
+
+Typical use:
+  deepstationing demo -o out/                  run the whole pipeline on the built-in phantom
+  deepstationing phantom --cases 4 --out ph/   synthesise CT + organ/station/node truth
+  deepstationing rules --organs organs.nii.gz -o stations.nii.gz
+  deepstationing evaluate --pred P --truth T -o results/
+  deepstationing view CASE_DIR -o case.png
+
+Run 'deepstationing COMMAND --help' for the options of each command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepstationing",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"deepstationing.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"deepstationing.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DeepStationingError as exc:
+        print(f"deepstationing: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepstationing: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

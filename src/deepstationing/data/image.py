@@ -1,0 +1,339 @@
+"""Geometry-aware 3D images: read NIfTI, NRRD, MHA and DICOM series; write NIfTI.
+
+The :class:`Image` holds a numpy array together with the physical geometry that places it
+in the patient: voxel spacing, origin and direction cosines, all in the **LPS** world frame
+that ITK and DICOM use (+x = patient Left, +y = Posterior, +z = Superior).
+
+Array axis order is SimpleITK's ``[z, y, x]`` (slice, row, column), while ``spacing``,
+``origin`` and ``direction`` follow ITK's ``(x, y, z)`` convention. :attr:`Image.array_spacing`
+gives the spacing in array-axis order, which is what distance computations need.
+
+Reading and writing go through SimpleITK, which converts NIfTI's RAS affine to LPS on read
+and back on write; the toolkit never reorients or flips an array silently, so a file read
+and written back keeps its world coordinates and patient left stays left.
+
+Examples
+--------
+>>> import numpy as np
+>>> img = Image(np.zeros((4, 5, 6), np.int16), spacing=(0.7, 0.7, 5.0))
+>>> img.shape, img.array_spacing
+((4, 5, 6), (5.0, 0.7, 0.7))
+>>> img.index_to_world((0, 0, 1))  # one column along x = 0.7 mm towards patient left
+(0.7, 0.0, 0.0)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from deepstationing.errors import InputError
+
+__all__ = [
+    "Image",
+    "read_image",
+    "read_dicom_series",
+    "write_image",
+    "check_same_geometry",
+    "IMAGE_SUFFIXES",
+]
+
+#: File endings :func:`read_image` accepts (a folder is read as a DICOM series).
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass
+class Image:
+    """A 3D array with its world geometry (LPS, ITK conventions).
+
+    Attributes:
+        array: voxel data, axes ``[z, y, x]``.
+        spacing: voxel size in mm along ``(x, y, z)``.
+        origin: world position in mm (LPS) of the centre of voxel ``[0, 0, 0]``.
+        direction: 3x3 direction cosines, row-major, as ITK stores them; column ``k`` is
+            the world direction of index axis ``k`` (x, y, z).
+        path: the file it was read from, if any (used in error messages).
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = _IDENTITY
+    path: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        self.array = np.asarray(self.array)
+        if self.array.ndim != 3:
+            raise InputError(self.path, f"{self.array.ndim}D image, expected 3D")
+        self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
+        self.origin = tuple(float(o) for o in self.origin)  # type: ignore[assignment]
+        self.direction = tuple(float(d) for d in np.asarray(self.direction).ravel())
+        if len(self.spacing) != 3 or len(self.origin) != 3 or len(self.direction) != 9:
+            raise ValueError("spacing and origin need 3 values and direction 9")
+        if min(self.spacing) <= 0:
+            raise InputError(self.path, f"non-positive voxel spacing {self.spacing}")
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def array_spacing(self) -> tuple[float, float, float]:
+        """Spacing in array-axis order ``(z, y, x)``."""
+        return (self.spacing[2], self.spacing[1], self.spacing[0])
+
+    @property
+    def direction_matrix(self) -> np.ndarray:
+        return np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    def index_to_world(self, index_zyx: Sequence[float]) -> tuple[float, float, float]:
+        """World LPS position (mm) of an array index given as ``(z, y, x)``."""
+        ijk = np.asarray(index_zyx, dtype=float)[::-1]
+        world = np.asarray(self.origin) + self.direction_matrix @ (ijk * np.asarray(self.spacing))
+        return tuple(float(round(v, 9)) for v in world)  # type: ignore[return-value]
+
+    def world_to_index(self, point_lps: Sequence[float]) -> tuple[float, float, float]:
+        """Continuous array index ``(z, y, x)`` of a world LPS point."""
+        rel = np.asarray(point_lps, dtype=float) - np.asarray(self.origin)
+        ijk = np.linalg.solve(self.direction_matrix, rel) / np.asarray(self.spacing)
+        return tuple(float(v) for v in ijk[::-1])  # type: ignore[return-value]
+
+    def axis_towards(self, lps_axis: int) -> tuple[int, int]:
+        """Which array axis runs along world axis ``lps_axis`` (0=L, 1=P, 2=S), and its sign.
+
+        Returns ``(array_axis, sign)``: increasing the index along ``array_axis`` moves
+        towards +``lps_axis`` when ``sign`` is +1 (e.g. towards patient Left for axis 0).
+        """
+        d = self.direction_matrix
+        k = int(np.argmax(np.abs(d[lps_axis])))
+        return 2 - k, int(np.sign(d[lps_axis, k]))
+
+    def same_geometry(self, other: Image, tol: float = 1e-3) -> bool:
+        """True if both images share shape, spacing, origin and direction."""
+        return (
+            self.shape == other.shape
+            and np.allclose(self.spacing, other.spacing, rtol=0, atol=tol)
+            and np.allclose(self.origin, other.origin, rtol=0, atol=max(tol, 1e-2))
+            and np.allclose(self.direction, other.direction, rtol=0, atol=tol)
+        )
+
+    def with_array(self, array: np.ndarray) -> Image:
+        """A new image with this geometry and another array of the same shape."""
+        array = np.asarray(array)
+        if array.shape != self.shape:
+            raise ValueError(f"array shape {array.shape} does not match image {self.shape}")
+        return Image(array, self.spacing, self.origin, self.direction)
+
+    # ------------------------------------------------------------------ SimpleITK
+    def to_sitk(self) -> sitk.Image:
+        arr = self.array
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+        img = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+        img.SetSpacing(self.spacing)
+        img.SetOrigin(self.origin)
+        img.SetDirection(self.direction)
+        return img
+
+    @classmethod
+    def from_sitk(cls, img: sitk.Image, path: str | None = None) -> Image:
+        if img.GetDimension() != 3:
+            raise InputError(path, f"{img.GetDimension()}D image, expected 3D")
+        if img.GetNumberOfComponentsPerPixel() != 1:
+            raise InputError(path, f"{img.GetNumberOfComponentsPerPixel()}-component image, "
+                                   "expected a scalar volume")
+        return cls(sitk.GetArrayFromImage(img), img.GetSpacing(), img.GetOrigin(),
+                   img.GetDirection(), path=path)
+
+
+# ---------------------------------------------------------------------- reading
+def read_image(path: str | os.PathLike, *, label: bool = False,
+               allow_non_finite: bool = False) -> Image:
+    """Read a 3D image file (NIfTI, NRRD, MHA/MHD) or a DICOM series folder.
+
+    Args:
+        path: file, or folder holding exactly one DICOM series.
+        label: the file is a label map: voxels must be non-negative integers; the array is
+            returned as an integer type.
+        allow_non_finite: accept NaN/inf voxels (rejected by default).
+
+    Raises:
+        InputError: missing file, unreadable or non-image file, 2D image, non-finite or
+            (for labels) non-integer voxels, or a bad DICOM series; the message names the
+            file and the problem.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such file or folder")
+    if p.is_dir():
+        image = read_dicom_series(p)
+    else:
+        if p.stat().st_size == 0:
+            raise InputError(p, "empty file")
+        if p.name.lower().endswith(".dcm") or _looks_like_dicom(p):
+            raise InputError(p, "a single DICOM file; pass the folder holding the whole series")
+        try:
+            img = sitk.ReadImage(str(p))
+        except RuntimeError as exc:
+            raise InputError(p, f"not a readable image ({_first_line(exc)})") from None
+        dim = img.GetDimension()
+        if dim == 3 and img.GetSize()[2] == 1:
+            raise InputError(p, f"2D image (a single slice, size {img.GetSize()}), expected 3D")
+        if dim == 4 and img.GetSize()[3] == 1:
+            img = img[:, :, :, 0]
+        if img.GetDimension() != 3:
+            raise InputError(p, f"{dim}D image of size {img.GetSize()}, expected 3D")
+        image = Image.from_sitk(img, path=str(p))
+    image.path = str(p)
+    _validate_values(image, p, label=label, allow_non_finite=allow_non_finite)
+    return image
+
+
+def _validate_values(image: Image, p: Path, *, label: bool, allow_non_finite: bool) -> None:
+    arr = image.array
+    if arr.dtype.kind == "f":
+        if not allow_non_finite:
+            bad = int(np.count_nonzero(~np.isfinite(arr)))
+            if bad:
+                raise InputError(p, f"{bad} non-finite voxel(s) (NaN or inf)")
+        if label:
+            if not np.all(np.mod(arr, 1) == 0):
+                raise InputError(p, "label map has non-integer values")
+            image.array = arr.astype(np.int32)
+    elif arr.dtype.kind not in "iub":
+        raise InputError(p, f"unsupported voxel type {arr.dtype}")
+    if label:
+        if arr.size and image.array.min() < 0:
+            raise InputError(p, "label map has negative values")
+        if image.array.dtype.kind == "b":
+            image.array = image.array.astype(np.uint8)
+
+
+def _looks_like_dicom(p: Path) -> bool:
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if "Description:" in ln:
+            return ln.split("Description:", 1)[1].strip()
+    return lines[-1] if lines else type(exc).__name__
+
+
+def read_dicom_series(folder: str | os.PathLike, *, modality: str | None = "CT") -> Image:
+    """Read the single DICOM series in ``folder`` (sorted by GDCM, not by hand).
+
+    Checks that the folder holds exactly one series, that its modality is ``modality``
+    (``None`` to accept any) and that its slices are evenly spaced with none missing.
+    """
+    import pydicom  # local: only DICOM users pay for it
+
+    d = Path(folder)
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(d))
+    if not series:
+        raise InputError(d, "folder holds no DICOM image series")
+    if len(series) > 1:
+        raise InputError(d, f"folder holds {len(series)} DICOM series; pass a folder with one")
+    files = list(reader.GetGDCMSeriesFileNames(str(d), series[0]))
+    if len(files) < 2:
+        raise InputError(d, f"DICOM series has {len(files)} slice; expected a 3D series")
+    try:
+        headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    except Exception as exc:  # pydicom raises several types for broken files
+        raise InputError(d, f"broken DICOM file ({_first_line(exc)})") from None
+    found = str(getattr(headers[0], "Modality", "")).upper()
+    if modality is not None and found != modality.upper():
+        raise InputError(d, f"DICOM modality is {found or 'missing'}, expected {modality}")
+    _check_slice_positions(d, headers)
+    reader.SetFileNames(files)
+    try:
+        img = reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(d, f"unreadable DICOM series ({_first_line(exc)})") from None
+    return Image.from_sitk(img, path=str(d))
+
+
+def _check_slice_positions(d: Path, headers: list) -> None:
+    try:
+        orient = np.asarray(headers[0].ImageOrientationPatient, dtype=float)
+        positions = np.asarray([h.ImagePositionPatient for h in headers], dtype=float)
+    except AttributeError:
+        raise InputError(d, "DICOM slices lack ImagePositionPatient/ImageOrientationPatient") \
+            from None
+    normal = np.cross(orient[:3], orient[3:])
+    z = np.sort(positions @ normal)
+    gaps = np.diff(z)
+    if np.any(gaps < 1e-3):
+        raise InputError(d, "DICOM series has duplicate slice positions")
+    step = float(np.median(gaps))
+    worst = int(np.argmax(gaps))
+    if gaps[worst] > 1.5 * step:
+        missing = int(round(gaps[worst] / step)) - 1
+        raise InputError(d, f"DICOM series has missing slices: a gap of {gaps[worst]:.2f} mm "
+                            f"(about {missing} slice(s)) between positions {z[worst]:.2f} and "
+                            f"{z[worst + 1]:.2f} mm, where slices are {step:.2f} mm apart")
+    if np.ptp(gaps) > 0.1 * step:
+        raise InputError(d, f"DICOM series has uneven slice spacing "
+                            f"({gaps.min():.2f}-{gaps.max():.2f} mm)")
+
+
+# ---------------------------------------------------------------------- writing
+def write_image(image: Image, path: str | os.PathLike, *, compression_level: int = 1) -> Path:
+    """Write ``image`` to ``path`` (NIfTI ``.nii.gz``/``.nii``, or any SimpleITK format).
+
+    The file is written to a temporary name in the same folder and renamed into place, so
+    an interrupted write never leaves a half-written file under the final name. Boolean
+    arrays are written as ``uint8``.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    name = p.name
+    suffix = next((s for s in IMAGE_SUFFIXES if name.lower().endswith(s)), p.suffix)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=p.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image.to_sitk(), tmp, True, compression_level)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def check_same_geometry(reference: Image, other: Image, *, reference_name: str = "reference",
+                        other_name: str = "image") -> None:
+    """Raise :class:`InputError` naming ``other`` if its geometry differs from ``reference``."""
+    if reference.same_geometry(other):
+        return
+    where = other.path or other_name
+    ref = reference.path or reference_name
+    if reference.shape != other.shape:
+        what = f"shape {other.shape} (z, y, x) differs from {ref} {reference.shape}"
+    elif not np.allclose(reference.spacing, other.spacing, atol=1e-3):
+        what = f"spacing {_fmt(other.spacing)} mm differs from {ref} {_fmt(reference.spacing)}"
+    elif not np.allclose(reference.origin, other.origin, atol=1e-2):
+        what = f"origin {_fmt(other.origin)} differs from {ref} {_fmt(reference.origin)}"
+    else:
+        what = f"direction {_fmt(other.direction)} differs from {ref} {_fmt(reference.direction)}"
+    raise InputError(where, f"geometry mismatch: {what}")
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"

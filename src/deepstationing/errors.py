@@ -1,0 +1,28 @@
+"""Exceptions the toolkit raises for bad input.
+
+Every error caused by a user's file says *which file* and *what is wrong* in one line, so
+the command-line interface can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["DeepStationingError", "InputError"]
+
+
+class DeepStationingError(Exception):
+    """Base class of the toolkit's own errors (printed as one line by the CLI)."""
+
+
+class InputError(DeepStationingError, ValueError):
+    """A user-supplied file or folder cannot be used.
+
+    >>> str(InputError("/data/ct.nii.gz", "2D image, expected 3D"))
+    '/data/ct.nii.gz: 2D image, expected 3D'
+    """
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{path}: {problem}")

@@ -1,0 +1,1 @@
+"""Evaluation: segmentation metrics in millimetres and result tables."""

@@ -1,0 +1,1 @@
+"""Organ segmentation: the stratified anchor / non-anchor cascade."""

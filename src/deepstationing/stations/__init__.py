@@ -1,0 +1,1 @@
+"""Station parsing: the margin-based rule baseline and the anatomy-encoded network."""
