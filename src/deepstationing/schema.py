@@ -50,7 +50,7 @@ Examples
 >>> schema.zone_of_station("5").name
 'aortic'
 >>> [o.key for o in schema.ORGANS if o.anchor][:3]
-['ascending_aorta', 'aortic_arch', 'descending_aorta']
+['aortic_arch', 'ascending_aorta', 'descending_aorta']
 """
 
 from __future__ import annotations

@@ -193,6 +193,8 @@ def read_image(path: str | os.PathLike, *, label: bool = False,
         if img.GetDimension() != 3:
             raise InputError(p, f"{dim}D image of size {img.GetSize()}, expected 3D")
         image = Image.from_sitk(img, path=str(p))
+        if not allow_non_finite and image.array.dtype.kind == "f" and _is_nifti(p):
+            _check_nifti_finite(p)
     image.path = str(p)
     _validate_values(image, p, label=label, allow_non_finite=allow_non_finite)
     return image
@@ -216,6 +218,20 @@ def _validate_values(image: Image, p: Path, *, label: bool, allow_non_finite: bo
             raise InputError(p, "label map has negative values")
         if image.array.dtype.kind == "b":
             image.array = image.array.astype(np.uint8)
+
+
+def _is_nifti(p: Path) -> bool:
+    return p.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _check_nifti_finite(p: Path) -> None:
+    """ITK's NIfTI reader turns NaN voxels into 0; look at the raw data with nibabel."""
+    import nibabel as nib
+
+    data = np.asarray(nib.load(str(p)).dataobj)
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bad:
+        raise InputError(p, f"{bad} non-finite voxel(s) (NaN or inf)")
 
 
 def _looks_like_dicom(p: Path) -> bool:

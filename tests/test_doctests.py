@@ -1,0 +1,20 @@
+"""The examples in the public modules' docstrings run and give what they show."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "deepstationing.schema",
+    "deepstationing.errors",
+    "deepstationing.data.image",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
