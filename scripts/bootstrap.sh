@@ -30,7 +30,13 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 echo "[setup] installing pinned dependencies (first run downloads PyTorch; this takes a while)" >&2
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+pip_quiet() {  # pip, without the local-mirror notices some machines print for every package
+  local rc=0
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) || rc=$?
+  return "$rc"
+}
+pip_quiet -r requirements/lock.txt
+pip_quiet --no-deps --no-build-isolation -e .
 echo "$want" > "$stamp"
 echo "[setup] environment ready" >&2
