@@ -9,6 +9,9 @@ MODULES = [
     "deepstationing.schema",
     "deepstationing.errors",
     "deepstationing.data.image",
+    "deepstationing.evaluation.surface",
+    "deepstationing.evaluation.metrics",
+    "deepstationing.evaluation.report",
 ]
 
 
