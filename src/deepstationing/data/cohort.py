@@ -16,9 +16,8 @@ Only ``ct`` is required per case; the label files are optional so the same class
 cohorts of unlabelled CTs. Fold ``k``'s test cases are those with ``"fold": k``; its
 training cases are all others, so no patient is ever on both sides of a split.
 
->>> # doctest: +SKIP
->>> cohort = Cohort("phantom_small")
->>> cohort.test_ids(0)[:2], cohort.case("case_000").ct
+>>> cohort = Cohort("phantom_small")  # doctest: +SKIP
+>>> cohort.test_ids(0)[:2], cohort.case("case_000").ct  # doctest: +SKIP
 """
 
 from __future__ import annotations
