@@ -1,0 +1,78 @@
+"""``deepstationing view``: render a case (CT, organs, stations) to a PNG."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepstationing.data.cohort import CASE_FILES
+from deepstationing.data.image import read_image
+from deepstationing.errors import InputError
+
+DESCRIPTION = """\
+Render axial, coronal and sagittal slices of a case with organ and station overlays and a
+legend (mediastinal window W400/L40, radiological display: patient right on the image left).
+
+Give a case folder of a cohort (reads ct/organs/stations .nii.gz from it), or any subset of
+--ct, --organs and --stations. --compare adds a row with a second station map (a rule
+baseline, a prediction) on the same slices, so the two can be compared.
+"""
+
+EPILOG = """\
+examples:
+  deepstationing view phantom_small/case_000 -o case.png
+  deepstationing view --ct ct.nii.gz --stations pred.nii.gz -o pred.png
+  deepstationing view phantom_small/case_000 --compare rules.nii.gz -o cmp.png
+  deepstationing view phantom_small/case_000 --axial-mm -150 -180 -210 -o case.png
+"""
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("view", help="render a case with organ/station overlays to PNG",
+                              description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", nargs="?", metavar="CASE_DIR", help="case folder of a cohort")
+    p.add_argument("--ct", metavar="FILE", help="CT image")
+    p.add_argument("--organs", metavar="FILE", help="22-organ label map")
+    p.add_argument("--stations", metavar="FILE", help="12-station label map")
+    p.add_argument("--compare", metavar="FILE",
+                   help="second station map drawn in an extra row (e.g. rules, prediction)")
+    p.add_argument("--compare-name", default=None, metavar="NAME",
+                   help="row title of --compare (default: its file name)")
+    p.add_argument("--axial-mm", type=float, nargs="+", metavar="Z",
+                   help="world z (mm) of the axial slices (default: superior stations, "
+                        "carina, inferior stations)")
+    p.add_argument("--point-mm", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                   help="world point the coronal and sagittal slices pass through")
+    p.add_argument("--title", help="figure title (default: the case name)")
+    p.add_argument("-o", "--out", required=True, metavar="PNG", help="output PNG")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepstationing.viz import render_case  # matplotlib only when used
+
+    files = {"ct": args.ct, "organs": args.organs, "stations": args.stations}
+    if args.case:
+        d = Path(args.case)
+        if not d.is_dir():
+            raise InputError(d, "not a case folder (expected ct.nii.gz, organs.nii.gz, ...)")
+        for role in files:
+            if files[role] is None and (d / CASE_FILES[role]).exists():
+                files[role] = str(d / CASE_FILES[role])
+        if not any(files.values()):
+            raise InputError(d, "case folder holds none of ct.nii.gz, organs.nii.gz, "
+                                "stations.nii.gz")
+    if not any(files.values()):
+        raise InputError(None, "nothing to view: give CASE_DIR or --ct/--organs/--stations")
+    imgs = {r: (read_image(f, label=(r != "ct")) if f else None) for r, f in files.items()}
+    cmp = read_image(args.compare, label=True) if args.compare else None
+    name = args.compare_name or (Path(args.compare).name.split(".")[0] if args.compare else "")
+    title = args.title if args.title is not None else (Path(args.case).name if args.case
+                                                       else None)
+    out = render_case(args.out, ct=imgs["ct"], organs=imgs["organs"],
+                      stations=imgs["stations"], compare=cmp, compare_name=name,
+                      axial_mm=args.axial_mm, point_mm=args.point_mm, title=title)
+    print(f"wrote {out}")
+    return 0

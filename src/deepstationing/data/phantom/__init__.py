@@ -1,0 +1,43 @@
+"""Synthetic venous-phase chest CT phantom with organ, station and lymph-node truth.
+
+The embedded default cohort of the toolkit: the demo, the tests, the benchmarks and the
+paper's experiments run on it. No public CT carries lymph-node station labels, so the
+phantom ships its own ground truth. It is a test bed, **not a substitute for clinical
+validation**. See ``docs/phantom.md`` for the anatomy, the parameter distributions, the HU
+table and the institutional station protocol.
+
+Modules: :mod:`.params` (random parameters, grid presets), :mod:`.shapes` (primitives),
+:mod:`.anatomy` (organ geometry and rasterisation), :mod:`.landmarks` (landmark levels as
+built), :mod:`.stations` (station truth), :mod:`.nodes` (lymph nodes), :mod:`.appearance`
+(HU, noise), :mod:`.cohort` (cases, cohorts, folds).
+
+>>> # doctest: +SKIP
+>>> from deepstationing.data.phantom import generate_case, generate_cohort, PRESETS
+>>> case = generate_case(0, seed=0, preset="small")
+>>> case.ct.array.dtype, case.stations.shape == case.ct.shape
+(dtype('int16'), True)
+"""
+
+from deepstationing.data.phantom.cohort import (
+    GENERATOR,
+    PHANTOM_VERSION,
+    PhantomCase,
+    case_id,
+    generate_case,
+    generate_cohort,
+    write_case,
+)
+from deepstationing.data.phantom.params import DISTRIBUTIONS, PRESETS, Preset
+
+__all__ = [
+    "generate_case",
+    "generate_cohort",
+    "write_case",
+    "case_id",
+    "PhantomCase",
+    "PRESETS",
+    "Preset",
+    "DISTRIBUTIONS",
+    "PHANTOM_VERSION",
+    "GENERATOR",
+]

@@ -1,0 +1,261 @@
+"""Generate phantom cases and cohorts (case folders, manifest, patient-level folds).
+
+Case ``k`` of seed ``s`` depends on ``np.random.SeedSequence([s, k])`` only, so it is the same
+whatever the cohort size, and cases can be generated in parallel (``workers > 1`` uses a
+process pool). Independent child streams are spawned for the anatomy parameters, the
+annotator variability, the nodes and the image noise.
+
+Examples
+--------
+>>> # doctest: +SKIP
+>>> case = generate_case(0, preset="small")
+>>> case.ct.shape, case.meta["landmarks"]["z_car"]
+>>> cohort = generate_cohort("phantom_small", 8, preset="small")
+>>> cohort.test_ids(0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from deepstationing import __version__
+from deepstationing.data.cohort import CASE_FILES, MANIFEST, Cohort, write_json_atomic
+from deepstationing.data.image import Image, write_image
+from deepstationing.data.phantom.anatomy import Anatomy, Grid, rasterize
+from deepstationing.data.phantom.appearance import add_noise_to_int16, hu_table
+from deepstationing.data.phantom.landmarks import measure_landmarks
+from deepstationing.data.phantom.nodes import place_nodes
+from deepstationing.data.phantom.params import PRESETS, draw_parameters, grid_for
+from deepstationing.data.phantom.stations import build_stations, draw_annotator
+from deepstationing.errors import InputError
+
+__all__ = ["PhantomCase", "generate_case", "generate_cohort", "write_case", "case_id",
+           "PHANTOM_VERSION", "GENERATOR"]
+
+#: Bumped whenever the same (seed, index) would produce different voxels.
+PHANTOM_VERSION = "1.0"
+GENERATOR = "deepstationing.phantom"
+
+
+def case_id(index: int) -> str:
+    return f"case_{index:03d}"
+
+
+@dataclass
+class PhantomCase:
+    """One generated case: images sharing one geometry, the node list and the metadata."""
+
+    id: str
+    ct: Image
+    organs: Image
+    stations: Image
+    nodes: Image
+    nodes_list: list[dict]
+    meta: dict
+
+    def write(self, folder: str | os.PathLike) -> Path:
+        """Write the six case files into ``folder`` (see :mod:`deepstationing.data.cohort`)."""
+        return write_case(self, folder)
+
+
+def _grid(p: dict, anat: Anatomy, spacing, shape_xy) -> Grid:
+    lv = anat.lv
+    nz = int(np.ceil((lv["top"] - lv["bottom"]) / spacing[2])) + 1
+    nx, ny = shape_xy
+    origin = (-(nx - 1) / 2 * spacing[0], -(ny - 1) / 2 * spacing[1],
+              round(lv["bottom"] + p["z_carina_world"], 3))
+    return Grid(tuple(spacing), (nz, ny, nx), origin, float(np.deg2rad(p["rot_z_deg"])),
+                (p["shift_x"], p["shift_y"], p["z_carina_world"]))
+
+
+def generate_case(index: int, *, seed: int = 0, preset: str = "small",
+                  spacing: tuple[float, float, float] | None = None,
+                  timings: dict | None = None) -> PhantomCase:
+    """Generate phantom case ``index`` of cohort ``seed`` on the ``preset`` grid.
+
+    Args:
+        index: case number (>= 0); the case id is ``case_{index:03d}``.
+        seed: cohort seed; the case depends on ``(seed, index)`` only.
+        preset: ``"full"`` (512 x 512, 0.7 x 0.7 x 5 mm) or ``"small"`` (128 x 128,
+            2.8 x 2.8 x 5 mm); see :data:`~deepstationing.data.phantom.params.PRESETS`.
+        spacing: optional ``(x, y, z)`` spacing in mm replacing the preset's (same field of
+            view).
+        timings: optional dict that receives the seconds spent per stage.
+
+    Returns:
+        :class:`PhantomCase` with ``ct`` (int16 HU), ``organs`` (uint8), ``stations`` (uint8),
+        ``nodes`` (uint16 instance map), ``nodes_list`` and ``meta``.
+    """
+    if index < 0:
+        raise ValueError("case index must be >= 0")
+    t0 = time.perf_counter()
+    sp, shape_xy = grid_for(preset, spacing)
+    ss = np.random.SeedSequence([int(seed), int(index)])
+    s_par, s_ann, s_nod, s_noise = ss.spawn(4)
+    p = draw_parameters(np.random.default_rng(s_par))
+    anat = Anatomy(p)
+    grid = _grid(p, anat, sp, shape_xy)
+    hu = hu_table(p)
+    ras = rasterize(anat, grid, hu)
+    t1 = time.perf_counter()
+    lm = measure_landmarks(ras.organs, grid.spacing, grid.origin,
+                           anat.lv["dia"] + grid.shift[2])
+    annot = draw_annotator(np.random.default_rng(s_ann), p["annot_amp"])
+    stations = build_stations(anat, grid, ras.organs, ras.support, ras.z_anat, ras.xa, ras.ya,
+                              lm, annot)
+    t2 = time.perf_counter()
+    nodes, nodes_list, counts = place_nodes(stations, ras.organs, ras.hu, grid.spacing,
+                                            grid.origin, np.random.default_rng(s_nod))
+    t3 = time.perf_counter()
+    ct = add_noise_to_int16(ras.hu, p["noise_sd"], np.random.default_rng(s_noise),
+                            grid.spacing[0])
+    t4 = time.perf_counter()
+    geo = {"spacing": grid.spacing, "origin": grid.origin}
+    cid = case_id(index)
+    meta = {
+        "id": cid,
+        "index": int(index),
+        "seed": int(seed),
+        "preset": preset,
+        "generator": GENERATOR,
+        "version": PHANTOM_VERSION,
+        "package_version": __version__,
+        "spacing": list(grid.spacing),
+        "shape_zyx": list(grid.shape),
+        "origin": list(grid.origin),
+        "world_from_anatomy": {"rot_z_deg": p["rot_z_deg"],
+                               "shift_mm": list(grid.shift)},
+        "params": p,
+        "annotator": annot,
+        "landmarks": lm,
+        "levels_anatomy_mm": {k: round(float(v), 3) for k, v in anat.lv.items()},
+        "nodes_per_station": counts,
+        "hu_table": {k: round(float(v), 2) for k, v in hu.items()},
+    }
+    if timings is not None:
+        timings.update({"anatomy_raster": t1 - t0, "stations": t2 - t1, "nodes": t3 - t2,
+                        "noise": t4 - t3, "total": t4 - t0})
+    return PhantomCase(
+        cid,
+        Image(ct, **geo),
+        Image(ras.organs, **geo),
+        Image(stations, **geo),
+        Image(nodes, **geo),
+        nodes_list,
+        meta,
+    )
+
+
+def write_case(case: PhantomCase, folder: str | os.PathLike) -> Path:
+    """Write a case's NIfTI files, ``nodes.json`` and ``meta.json`` into ``folder``."""
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    for role in ("ct", "organs", "stations", "nodes"):
+        write_image(getattr(case, role), d / CASE_FILES[role])
+    write_json_atomic(case.nodes_list, d / CASE_FILES["nodes_json"])
+    write_json_atomic(case.meta, d / CASE_FILES["meta"])
+    return d
+
+
+def _folds(n: int, n_folds: int, seed: int) -> list[int]:
+    """Balanced patient-level folds, a deterministic permutation of ``seed``."""
+    perm = np.random.default_rng(np.random.SeedSequence([int(seed), 2**31 - 1])).permutation(n)
+    folds = [0] * n
+    for rank, i in enumerate(perm):
+        folds[int(i)] = rank % n_folds
+    return folds
+
+
+def _check_out_dir(out: Path) -> dict | None:
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder")
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    man = out / MANIFEST
+    try:
+        old = json.loads(man.read_text())
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict) or old.get("generator") != GENERATOR:
+        raise InputError(out, "folder is not empty and is not a phantom cohort; refusing to "
+                              "overwrite it (choose an empty or new folder)")
+    return old
+
+
+def _work(args):
+    index, seed, preset, spacing, out = args
+    t = time.perf_counter()
+    case = generate_case(index, seed=seed, preset=preset, spacing=spacing)
+    write_case(case, Path(out) / case.id)
+    return index, time.perf_counter() - t
+
+
+def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
+                    preset: str = "small", spacing=None, n_folds: int = 4, workers: int = 1,
+                    progress: bool = True, name: str | None = None) -> Cohort:
+    """Generate ``n_cases`` cases into ``out_dir`` and write ``manifest.json``.
+
+    Refuses (``InputError``) a non-empty folder that is not a phantom cohort; an existing
+    phantom cohort is replaced (its old case folders are removed first). The manifest is
+    written last, so an interrupted run never looks like a finished cohort.
+    """
+    if n_cases < 1:
+        raise ValueError("n_cases must be >= 1")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    out = Path(out_dir)
+    old = _check_out_dir(out)
+    if old is not None:
+        (out / MANIFEST).unlink(missing_ok=True)
+        for e in old.get("cases", []):
+            folder = out / str(e.get("id", ""))
+            if str(e.get("id", "")).startswith("case_") and folder.is_dir():
+                shutil.rmtree(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    sp = None if spacing is None else tuple(float(s) for s in spacing)
+    jobs = [(i, int(seed), preset, sp, str(out)) for i in range(n_cases)]
+    t0 = time.perf_counter()
+    done = 0
+
+    def report(i, dt):
+        if progress:
+            print(f"[phantom] {done}/{n_cases} {case_id(i)} ({dt:.2f} s)", file=sys.stderr,
+                  flush=True)
+
+    if workers > 1 and n_cases > 1:
+        with get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
+            for i, dt in pool.imap_unordered(_work, jobs):
+                done += 1
+                report(i, dt)
+    else:
+        for job in jobs:
+            i, dt = _work(job)
+            done += 1
+            report(i, dt)
+    folds = _folds(n_cases, n_folds, seed)
+    grid_sp, _ = grid_for(preset, sp)
+    manifest = {
+        "format": 1,
+        "name": name or out.name,
+        "generator": GENERATOR,
+        "version": PHANTOM_VERSION,
+        "preset": preset,
+        "seed": int(seed),
+        "spacing": list(grid_sp),
+        "n_folds": int(n_folds),
+        "cases": [{"id": case_id(i), "fold": folds[i]} for i in range(n_cases)],
+    }
+    write_json_atomic(manifest, out / MANIFEST)
+    if progress:
+        print(f"[phantom] wrote {n_cases} cases to {out} in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr, flush=True)
+    return Cohort(out)

@@ -1,0 +1,245 @@
+"""Geometric primitives of the phantom, evaluated one axial slice at a time.
+
+Each primitive returns, for a slice at height ``z`` (mm), an in-plane bounding box (mm, anatomy
+frame) and an approximate signed distance ``sd`` in mm (negative inside) for pixel coordinates
+inside that box. Rasterising per slice and per bounding box keeps a 512 x 512 x 80 case within
+its time budget: no full-volume distance field is ever computed.
+
+Hand-written (rather than, e.g., a mesh voxeliser) because what is needed is narrow and
+speed-critical: swept-sphere tubes along polylines, rotated ellipsoids and per-slice ellipses,
+all vectorised over the pixels of one bounding box.
+
+* :class:`Tube`: a polyline with a radius per vertex (a swept sphere, optionally with an
+  elliptical cross-section). Oblique and horizontal vessels (aortic arch, left BCV, azygos arch)
+  come out with the correct elongated axial cross-sections.
+* :class:`Ellipsoid`: rotated about z, optionally clipped above/below a plane.
+* :class:`Column`: a per-slice ellipse whose centre and semi-axes vary with z (vertebral
+  bodies, sternum, fat fillers).
+
+>>> import numpy as np
+>>> t = Tube(np.array([[0, 0, -20.0], [0, 0, 20.0]]), np.array([5.0, 5.0]))
+>>> x = np.array([[0.0, 4.0, 6.0]]); y = np.zeros_like(x)
+>>> np.round(t.sd(x, y, 0.0), 3).tolist()
+[[-5.0, -1.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.interpolate import CubicSpline
+
+__all__ = ["Tube", "Ellipsoid", "Column", "smooth_curve"]
+
+BBox = tuple[float, float, float, float]  # xmin, xmax, ymin, ymax (mm)
+
+
+def smooth_curve(points, radii, step: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Resample control points along a C2 spline (chord-length parameter) every ``step`` mm."""
+    pts = np.asarray(points, dtype=float)
+    rad = np.broadcast_to(np.asarray(radii, dtype=float), (len(pts),))
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(np.maximum(seg, 1e-6))])
+    n = max(2, int(np.ceil(s[-1] / step)) + 1)
+    ss = np.linspace(0.0, s[-1], n)
+    if len(pts) >= 3:
+        spline = CubicSpline(s, pts, axis=0, bc_type="natural")
+        out = spline(ss)
+    else:
+        out = np.stack([np.interp(ss, s, pts[:, k]) for k in range(3)], axis=1)
+    return out, np.interp(ss, s, rad)
+
+
+class Tube:
+    """Swept sphere along a polyline: ``sd = min_segments(|p - q(t)| - r(t))``.
+
+    Args:
+        points: ``(N, 3)`` vertices (mm).
+        radii: ``(N,)`` radius at each vertex (mm).
+        scale_xy: in-plane scale of the cross-section (``(1.2, 0.7)`` gives a flattened
+            tube 1.2 r wide and 0.7 r deep).
+        zmin / zmax: the tube is clipped to this z range (hard cut, no end cap).
+    """
+
+    def __init__(self, points, radii, scale_xy=(1.0, 1.0), zmin: float = -np.inf,
+                 zmax: float = np.inf):
+        p = np.asarray(points, dtype=np.float64)
+        r = np.broadcast_to(np.asarray(radii, dtype=np.float64), (len(p),)).copy()
+        self.points, self.radii = p, r
+        self.sx, self.sy = float(scale_xy[0]), float(scale_xy[1])
+        self.zmin, self.zmax = zmin, zmax
+        a, b = p[:-1], p[1:]
+        ra, rb = r[:-1], r[1:]
+        rmax = np.maximum(ra, rb)
+        self._a, self._b, self._ra, self._rb = a, b, ra, rb
+        self._zlo = np.minimum(a[:, 2], b[:, 2]) - rmax
+        self._zhi = np.maximum(a[:, 2], b[:, 2]) + rmax
+        self._xlo = np.minimum(a[:, 0], b[:, 0]) - rmax * self.sx
+        self._xhi = np.maximum(a[:, 0], b[:, 0]) + rmax * self.sx
+        self._ylo = np.minimum(a[:, 1], b[:, 1]) - rmax * self.sy
+        self._yhi = np.maximum(a[:, 1], b[:, 1]) + rmax * self.sy
+        # scaled copies for the distance computation
+        sc = np.array([1.0 / self.sx, 1.0 / self.sy, 1.0])
+        self._as = (a * sc).astype(np.float32)
+        ab = (b - a) * sc
+        self._ab = ab.astype(np.float32)
+        self._ab2 = np.maximum((ab * ab).sum(1), 1e-9).astype(np.float32)
+        self._ra32 = ra.astype(np.float32)
+        self._dr32 = (rb - ra).astype(np.float32)
+        self._cache: tuple[float, np.ndarray] | None = None
+
+    def segments_at(self, z: float) -> np.ndarray:
+        if self._cache is not None and self._cache[0] == z:
+            return self._cache[1]
+        if z < self.zmin or z > self.zmax:
+            idx = np.zeros(0, dtype=np.int64)
+        else:
+            idx = np.nonzero((self._zlo <= z) & (self._zhi >= z))[0]
+        self._cache = (z, idx)
+        return idx
+
+    def bbox(self, z: float) -> BBox | None:
+        idx = self.segments_at(z)
+        if idx.size == 0:
+            return None
+        return (float(self._xlo[idx].min()), float(self._xhi[idx].max()),
+                float(self._ylo[idx].min()), float(self._yhi[idx].max()))
+
+    def sd(self, x: np.ndarray, y: np.ndarray, z: float, *, with_param: bool = False):
+        """Signed distance (mm) at pixel coordinates ``x, y`` (same shape) on slice ``z``.
+
+        With ``with_param``, also returns the position along the polyline (vertex units, a
+        float in ``0 .. N-1``) of the nearest point, used to split one tube into labels.
+        """
+        idx = self.segments_at(z)
+        shape = np.shape(x)
+        if idx.size == 0:
+            sd = np.full(shape, np.inf, np.float32)
+            return (sd, np.zeros(shape, np.float32)) if with_param else sd
+        xs = (np.asarray(x, np.float32) / self.sx)[..., None]
+        ys = (np.asarray(y, np.float32) / self.sy)[..., None]
+        a, ab, ab2 = self._as[idx], self._ab[idx], self._ab2[idx]
+        dx = xs - a[:, 0]
+        dy = ys - a[:, 1]
+        dz = np.float32(z) - a[:, 2]
+        t = (dx * ab[:, 0] + dy * ab[:, 1] + dz * ab[:, 2]) / ab2
+        np.clip(t, 0.0, 1.0, out=t)
+        ex = dx - t * ab[:, 0]
+        ey = dy - t * ab[:, 1]
+        ez = dz - t * ab[:, 2]
+        d = ex * ex
+        d += ey * ey
+        d += ez * ez
+        np.sqrt(d, out=d)
+        if not with_param:
+            t *= self._dr32[idx]
+            t += self._ra32[idx]
+            d -= t
+            return d[..., 0] if idx.size == 1 else d.min(axis=-1)
+        d -= t * self._dr32[idx] + self._ra32[idx]
+        if idx.size == 1:
+            k = np.zeros(shape, np.int64)
+            sd = d[..., 0]
+        else:
+            k = np.argmin(d, axis=-1)
+            sd = np.take_along_axis(d, k[..., None], axis=-1)[..., 0]
+        tk = np.take_along_axis(t, k[..., None], axis=-1)[..., 0]
+        return sd, (idx[k] + tk).astype(np.float32)
+
+    def centre_at(self, z: float, last: bool = False) -> tuple[float, float] | None:
+        """In-plane centre where the centreline first (or ``last``) crosses height ``z``."""
+        pz = self.points[:, 2]
+        rng = range(len(pz) - 2, -1, -1) if last else range(len(pz) - 1)
+        for i in rng:
+            z0, z1 = pz[i], pz[i + 1]
+            if min(z0, z1) <= z <= max(z0, z1) and z0 != z1:
+                f = (z - z0) / (z1 - z0)
+                q = self.points[i] + f * (self.points[i + 1] - self.points[i])
+                return float(q[0]), float(q[1])
+        return None
+
+
+class Ellipsoid:
+    """Ellipsoid with semi-axes ``(a, b, c)`` rotated by ``angle`` (rad) about z, optionally
+    cut to ``zmin <= z <= zmax``."""
+
+    def __init__(self, centre, axes, angle: float = 0.0, zmin: float = -np.inf,
+                 zmax: float = np.inf):
+        self.c = np.asarray(centre, dtype=float)
+        self.ax = np.asarray(axes, dtype=float)
+        self.cos, self.sin = float(np.cos(angle)), float(np.sin(angle))
+        self.zmin, self.zmax = zmin, zmax
+
+    def _f(self, z: float) -> float:
+        if z < self.zmin or z > self.zmax:
+            return 0.0
+        u = (z - self.c[2]) / self.ax[2]
+        return float(np.sqrt(1.0 - u * u)) if abs(u) < 1.0 else 0.0
+
+    def bbox(self, z: float) -> BBox | None:
+        f = self._f(z)
+        if f <= 0:
+            return None
+        a, b = self.ax[0] * f, self.ax[1] * f
+        hx = np.hypot(a * self.cos, b * self.sin)
+        hy = np.hypot(a * self.sin, b * self.cos)
+        return (self.c[0] - hx, self.c[0] + hx, self.c[1] - hy, self.c[1] + hy)
+
+    def sd(self, x, y, z: float, scale: float = 1.0):
+        """Approximate signed distance (mm); ``scale`` shrinks/grows the ellipsoid."""
+        dx = np.asarray(x, np.float32) - np.float32(self.c[0])
+        dy = np.asarray(y, np.float32) - np.float32(self.c[1])
+        u = dx * self.cos + dy * self.sin
+        v = -dx * self.sin + dy * self.cos
+        a, b, c = (self.ax * scale).astype(np.float32)
+        w = np.float32((z - self.c[2]) / c)
+        rho2 = (u / a) ** 2 + (v / b) ** 2 + w * w
+        rho = np.sqrt(rho2)
+        q = np.sqrt(u * u + v * v + (w * c) ** 2)
+        rdir = np.where(rho > 1e-3, q / np.maximum(rho, 1e-3), min(a, b, c))
+        sd = (rho - 1.0) * rdir
+        if z < self.zmin or z > self.zmax:
+            sd = np.maximum(sd, np.float32(1.0))
+        return sd.astype(np.float32)
+
+
+class Column:
+    """A per-slice ellipse: centre ``(cx(z), cy(z))`` and semi-axes ``(a(z), b(z))``, piecewise
+    linear in z between the given knots, present for ``knots[0] <= z <= knots[-1]``.
+
+    ``power`` > 2 gives a rounded rectangle (superellipse).
+    """
+
+    def __init__(self, z_knots, cx, cy, a, b, power: float = 2.0):
+        order = np.argsort(z_knots)
+        self.z = np.asarray(z_knots, dtype=float)[order]
+        self.cx = np.broadcast_to(np.asarray(cx, float), self.z.shape)[order]
+        self.cy = np.broadcast_to(np.asarray(cy, float), self.z.shape)[order]
+        self.a = np.broadcast_to(np.asarray(a, float), self.z.shape)[order]
+        self.b = np.broadcast_to(np.asarray(b, float), self.z.shape)[order]
+        self.power = float(power)
+
+    def params(self, z: float):
+        if z < self.z[0] or z > self.z[-1]:
+            return None
+        return tuple(float(np.interp(z, self.z, arr)) for arr in (self.cx, self.cy, self.a,
+                                                                  self.b))
+
+    def bbox(self, z: float) -> BBox | None:
+        p = self.params(z)
+        if p is None or p[2] <= 0 or p[3] <= 0:
+            return None
+        cx, cy, a, b = p
+        return (cx - a, cx + a, cy - b, cy + b)
+
+    def sd(self, x, y, z: float):
+        p = self.params(z)
+        if p is None:
+            return np.full(np.shape(x), np.inf, np.float32)
+        cx, cy, a, b = p
+        u = np.abs(np.asarray(x, np.float32) - np.float32(cx)) / np.float32(max(a, 1e-3))
+        v = np.abs(np.asarray(y, np.float32) - np.float32(cy)) / np.float32(max(b, 1e-3))
+        if self.power == 2.0:
+            rho = np.sqrt(u * u + v * v)
+        else:
+            rho = (u ** self.power + v ** self.power) ** (1.0 / self.power)
+        return ((rho - 1.0) * np.float32(min(a, b))).astype(np.float32)

@@ -1,0 +1,67 @@
+"""``deepstationing view``: a PNG of the right size with overlays and a legend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from deepstationing.data.image import read_image
+from deepstationing.data.phantom import generate_case
+from deepstationing.schema import STATIONS
+from deepstationing.viz import render_case
+
+
+@pytest.fixture(scope="module")
+def case_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("view") / "case_000"
+    generate_case(0, seed=0, preset="small").write(d)
+    return d
+
+
+def _has_colour(img, rgb, tol=0.02):
+    return np.any(np.all(np.abs(img[..., :3] - np.asarray(rgb) / 255.0) < tol, axis=-1))
+
+
+def test_view_cli_case_folder(case_dir, tmp_path):
+    out = tmp_path / "v.png"
+    res = subprocess.run([sys.executable, "-m", "deepstationing", "view", str(case_dir), "-o",
+                          str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    img = mpimg.imread(out)
+    # 5 panels + legend per row, 2 rows (organs, stations) at 100 dpi
+    assert img.shape[1] == int(round((3.0 * 5 + 3.2) * 100))
+    assert img.shape[0] == int(round((3.2 * 2 + 0.6) * 100))
+    # legend patches are drawn in the exact schema colours of the stations present
+    st = read_image(case_dir / "stations.nii.gz", label=True).array
+    for s in STATIONS:
+        if (st == s.id).any():
+            assert _has_colour(img, s.color), s.key
+    assert img[..., :3].std() > 0.05  # not a blank image
+
+
+def test_view_compare_row_and_subset(case_dir, tmp_path):
+    st = read_image(case_dir / "stations.nii.gz", label=True)
+    ct = read_image(case_dir / "ct.nii.gz")
+    other = st.with_array(np.where(st.array == STATIONS.by_key("7").id, 0, st.array))
+    out = render_case(tmp_path / "cmp.png", ct=ct, stations=st, compare=other,
+                      compare_name="rules", axial_mm=[ct.origin[2] + 5 * (ct.shape[0] // 2)])
+    img = mpimg.imread(out)
+    assert img.shape[1] == int(round((3.0 * 3 + 3.2) * 100))  # 1 axial + cor + sag + legend
+    assert img.shape[0] == int(round((3.2 * 2 + 0.6) * 100))
+    with pytest.raises(ValueError):
+        render_case(tmp_path / "none.png")
+
+
+def test_view_rejects_mismatched_geometry(case_dir, tmp_path):
+    ct = read_image(case_dir / "ct.nii.gz")
+    st = read_image(case_dir / "stations.nii.gz", label=True)
+    bad = st.with_array(st.array)
+    bad.spacing = (1.0, 1.0, 5.0)
+    from deepstationing.errors import InputError
+
+    with pytest.raises(InputError):
+        render_case(tmp_path / "bad.png", ct=ct, stations=bad)
