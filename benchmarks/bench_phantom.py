@@ -1,7 +1,8 @@
 """Benchmark: phantom generation speed and memory (issue targets: full case <= 2 s, small case
 <= 0.3 s on the 2-core machine, < 2 GB per case; 20 full + 20 small cases).
 
-Measures, per preset, the median over a few cases of: generation (``generate_case``), writing
+Measures, per preset, the median over a few cases (wall and CPU seconds, with the machine's
+load average) of: generation (``generate_case``), writing
 the six files (``write_case``, SimpleITK NIfTI, compression level 1) and both together; the
 peak resident memory of one case in a fresh subprocess (``ru_maxrss``, includes the Python +
 numpy + SimpleITK baseline, also reported); and the wall time of a 20-case cohort per preset
@@ -39,26 +40,37 @@ print(peak // 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def time_case(preset: str, repeats: int) -> dict:
+    """Medians of wall (``perf_counter``) and CPU (``process_time``) seconds per case.
+
+    CPU time is the robust number on a shared machine: other jobs stretch the wall time but
+    not the CPU seconds this process spends."""
     gen, wri, tot, stages = [], [], [], []
+    cgen, cwri, ctot = [], [], []
     generate_case(99, preset=preset)  # warm-up (imports, caches)
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         for i in range(repeats):
             tm: dict = {}
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             c = generate_case(i, preset=preset, timings=tm)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             c.write(Path(d) / c.id)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             gen.append(t1 - t0)
             wri.append(t2 - t1)
             tot.append(t2 - t0)
+            cgen.append(c1 - c0)
+            cwri.append(c2 - c1)
+            ctot.append(c2 - c0)
             stages.append(tm)
     shape = list(c.ct.shape)
-    med_stage = {k: round(statistics.median(s[k] for s in stages), 3) for k in stages[0]}
-    return {"shape_zyx_last": shape, "generate_s": round(statistics.median(gen), 3),
-            "write_s": round(statistics.median(wri), 3),
-            "total_s": round(statistics.median(tot), 3),
-            "total_all_s": [round(v, 3) for v in tot], "stages_s": med_stage}
+    med = lambda v: round(statistics.median(v), 3)  # noqa: E731
+    med_stage = {k: med(s[k] for s in stages) for k in stages[0]}
+    return {"shape_zyx_last": shape, "generate_s": med(gen), "write_s": med(wri),
+            "total_s": med(tot), "total_all_s": [round(v, 3) for v in tot],
+            "cpu_generate_s": med(cgen), "cpu_write_s": med(cwri), "cpu_total_s": med(ctot),
+            "cpu_total_all_s": [round(v, 3) for v in ctot], "stages_s": med_stage,
+            "loadavg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
 
 def peak_memory(preset: str) -> dict:
@@ -114,17 +126,22 @@ def main() -> None:
         f"`python benchmarks/bench_phantom.py` on {out['date']}, {out['cpus']} CPU(s) "
         f"(shared with other jobs), phantom version {PHANTOM_VERSION}. Medians of "
         f"{args.repeats} cases.", "",
+        "Wall seconds (CPU seconds of the process in brackets); load average (1 min) of the "
+        "machine before/after the timed cases in the last column.", "",
         "| preset | grid (z,y,x) | generate (s) | write (s) | total (s) | target | peak RSS "
         f"(MB) | arrays, tracemalloc peak (MB) | {n} cases serial (s) "
-        f"| {n} cases, 2 workers (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {n} cases, 2 workers (s) | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for preset, target in (("full", "<= 2 s"), ("small", "<= 0.3 s")):
         r = out[preset]
-        lines.append(f"| {preset} | {r['shape_zyx_last']} | {r['generate_s']} | {r['write_s']} "
-                     f"| {r['total_s']} | {target} | {r['memory']['peak_rss_mb']} | "
+        lines.append(f"| {preset} | {r['shape_zyx_last']} | {r['generate_s']} "
+                     f"({r['cpu_generate_s']}) | {r['write_s']} ({r['cpu_write_s']}) "
+                     f"| {r['total_s']} ({r['cpu_total_s']}) | {target} | "
+                     f"{r['memory']['peak_rss_mb']} | "
                      f"{r['memory']['case_mb']} | {r[f'cohort_{n}_serial_s']} | "
-                     f"{r[f'cohort_{n}_2workers_s']} |")
+                     f"{r[f'cohort_{n}_2workers_s']} | "
+                     f"{' / '.join(str(v) for v in r['loadavg_1min'])} |")
     lines += ["", "Cases lacking an organ or a station: " + ", ".join(
         f"{p}: {len(out[p]['cases_missing_an_organ_or_station'])} of {n}"
         for p in ("full", "small")) + "."]

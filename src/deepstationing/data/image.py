@@ -24,7 +24,9 @@ Examples
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -316,20 +318,36 @@ def write_image(image: Image, path: str | os.PathLike, *, compression_level: int
     The file is written to a temporary name in the same folder and renamed into place, so
     an interrupted write never leaves a half-written file under the final name. Boolean
     arrays are written as ``uint8``.
+
+    ``.nii.gz`` files are written by SimpleITK as plain ``.nii`` and gzipped with Python's
+    zlib at ``compression_level``: ITK's own gzip stream ignores the level and is about 4x
+    slower on noisy int16 CT (about 1 s for a 512 x 512 x 80 volume); the header and voxels
+    are the same either way.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    name = p.name
-    suffix = next((s for s in IMAGE_SUFFIXES if name.lower().endswith(s)), p.suffix)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=p.parent)
-    os.close(fd)
+    name = p.name.lower()
+    suffix = next((s for s in IMAGE_SUFFIXES if name.endswith(s)), p.suffix)
+    gz = suffix == ".nii.gz"
+    tmps: list[str] = []
     try:
-        sitk.WriteImage(image.to_sitk(), tmp, True, compression_level)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        for sfx in ((".nii", ".nii.gz") if gz else (suffix,)):
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=sfx, dir=p.parent)
+            os.close(fd)
+            tmps.append(tmp)
+        if gz:
+            sitk.WriteImage(image.to_sitk(), tmps[0], False)
+            level = compression_level
+            with open(tmps[0], "rb") as raw, open(tmps[1], "wb") as fh, \
+                    gzip.GzipFile("", "wb", level, fh, mtime=0) as out:
+                shutil.copyfileobj(raw, out, length=8 << 20)
+        else:
+            sitk.WriteImage(image.to_sitk(), tmps[0], True, compression_level)
+        os.replace(tmps[-1], p)
+    finally:
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return p
 
 

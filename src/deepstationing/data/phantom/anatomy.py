@@ -57,17 +57,29 @@ class Part:
     carve: tuple = ()  # ((shape, margin_mm), ...): keep this part ``margin`` away from them
     above_diaphragm: bool = False  # cut by the diaphragm surface
 
-    def sd(self, anat: Anatomy, X, Y, z: float, with_param: bool = False):
+    def sd(self, anat: Anatomy, X, Y, z, with_param: bool = False):
+        """Signed distance on slice ``z`` (or, for a 1-D array ``z``, stacked over heights)."""
         shp = self.shape
         if with_param:
             sd, u = shp.sd(X, Y, z, with_param=True)
         else:
             sd, u = shp.sd(X, Y, z), None
+        multi = np.ndim(z) > 0
         for other, margin in self.carve:
-            if other.bbox(z) is not None:
+            if multi:
+                on = np.array([other.bbox(float(zz)) is not None for zz in z])
+                if on.any():
+                    term = np.float32(margin) - other.sd(X, Y, z)
+                    term[~on] = -np.inf
+                    sd = np.maximum(sd, term)
+            elif other.bbox(z) is not None:
                 sd = np.maximum(sd, np.float32(margin) - other.sd(X, Y, z))
         if self.above_diaphragm:
-            sd = np.maximum(sd, (anat.diaphragm(X, Y) - np.float32(z)).astype(np.float32))
+            if multi:
+                zf = np.asarray(z, np.float64).astype(np.float32)[:, None, None]
+                sd = np.maximum(sd, (anat.diaphragm(X, Y)[None] - zf).astype(np.float32))
+            else:
+                sd = np.maximum(sd, (anat.diaphragm(X, Y) - np.float32(z)).astype(np.float32))
         return (sd, u) if with_param else sd
 
 
@@ -587,12 +599,12 @@ class _Evaluator:
         self.X, self.Y = grid.coords(rows, cols)
 
     def _up(self, c: np.ndarray) -> np.ndarray:
-        hc, wc = c.shape
-        f = np.empty((2 * hc - 1, 2 * wc - 1), np.float32)
-        f[::2, ::2] = c
-        f[1::2, ::2] = 0.5 * (c[:-1] + c[1:])
-        f[:, 1::2] = 0.5 * (f[:, :-2:2] + f[:, 2::2])
-        return f[: self.h, : self.w]
+        hc, wc = c.shape[-2:]
+        f = np.empty(c.shape[:-2] + (2 * hc - 1, 2 * wc - 1), np.float32)
+        f[..., ::2, ::2] = c
+        f[..., 1::2, ::2] = 0.5 * (c[..., :-1, :] + c[..., 1:, :])
+        f[..., 1::2] = 0.5 * (f[..., :-2:2] + f[..., 2::2])
+        return f[..., : self.h, : self.w]
 
     def __call__(self, fn, z):
         res = fn(self.X, self.Y, z)
@@ -736,10 +748,16 @@ def rasterize(anat: Anatomy, grid: Grid, hu: dict[str, float]) -> RasterResult:
             X = xa[box]
             ev = _Evaluator(grid, box, fine)
             callable_label = callable(part.label)
+            # pv parts: the slice centre and both sub-slices in one vectorised call
+            zq = np.array([z, z + sub[0], z + sub[1]]) if part.pv else z
             if callable_label and isinstance(shp, Tube):
-                sd, u = ev(lambda A, B, zz, pt=part: pt.sd(anat, A, B, zz, with_param=True), z)
+                sd, u = ev(lambda A, B, zz, pt=part: pt.sd(anat, A, B, zz, with_param=True), zq)
             else:
-                sd, u = ev(lambda A, B, zz, pt=part: pt.sd(anat, A, B, zz), z), None
+                sd, u = ev(lambda A, B, zz, pt=part: pt.sd(anat, A, B, zz), zq), None
+            if part.pv:
+                sd_sub = sd[1:]
+                sd = sd[0]
+                u = None if u is None else u[0]
             if part.pad > 0 or not part.claim:
                 e = env[box]
                 np.minimum(e, sd - np.float32(pad), out=e)
@@ -749,9 +767,8 @@ def rasterize(anat: Anatomy, grid: Grid, hu: dict[str, float]) -> RasterResult:
             ins = (sd < 0) & bin_
             if part.pv:
                 alpha = _soft(sd, px)
-                for d in sub:
-                    alpha += _soft(ev(lambda A, B, zz, pt=part: pt.sd(anat, A, B, zz), z + d),
-                                    px)
+                alpha += _soft(sd_sub[0], px)
+                alpha += _soft(sd_sub[1], px)
                 alpha *= np.float32(1.0 / 3.0)
             else:
                 if not ins.any():
@@ -837,12 +854,16 @@ def rasterize(anat: Anatomy, grid: Grid, hu: dict[str, float]) -> RasterResult:
                 if box is None:
                     continue
                 ev = _Evaluator(grid, box, fine)
-                sd0 = ev(shp.sd, z)
-                alpha = _soft(sd0, px)
                 if px < 2.0:  # sub-slice partial volume only where vessels span pixels
-                    for d in sub:
-                        alpha += _soft(ev(shp.sd, z + d), px)
+                    sds = ev(shp.sd, np.array([z, z + sub[0], z + sub[1]]))
+                    sd0 = sds[0]
+                    alpha = _soft(sd0, px)
+                    alpha += _soft(sds[1], px)
+                    alpha += _soft(sds[2], px)
                     alpha /= 3.0
+                else:
+                    sd0 = ev(shp.sd, z)
+                    alpha = _soft(sd0, px)
                 alpha *= lung_full[box]
                 if not alpha.any():
                     continue

@@ -104,12 +104,16 @@ class Tube:
         return (float(self._xlo[idx].min()), float(self._xhi[idx].max()),
                 float(self._ylo[idx].min()), float(self._yhi[idx].max()))
 
-    def sd(self, x: np.ndarray, y: np.ndarray, z: float, *, with_param: bool = False):
+    def sd(self, x: np.ndarray, y: np.ndarray, z, *, with_param: bool = False):
         """Signed distance (mm) at pixel coordinates ``x, y`` (same shape) on slice ``z``.
 
         With ``with_param``, also returns the position along the polyline (vertex units, a
         float in ``0 .. N-1``) of the nearest point, used to split one tube into labels.
+        ``z`` may be a 1-D array of heights: the result then has a leading axis over ``z``
+        and equals the per-height results exactly (each height uses its own segments).
         """
+        if np.ndim(z):
+            return self._sd_multi(x, y, np.asarray(z, np.float64), with_param)
         idx = self.segments_at(z)
         shape = np.shape(x)
         if idx.size == 0:
@@ -142,6 +146,50 @@ class Tube:
         else:
             k = np.argmin(d, axis=-1)
             sd = np.take_along_axis(d, k[..., None], axis=-1)[..., 0]
+        tk = np.take_along_axis(t, k[..., None], axis=-1)[..., 0]
+        return sd, (idx[k] + tk).astype(np.float32)
+
+    def _sd_multi(self, x, y, zs: np.ndarray, with_param: bool):
+        """:meth:`sd` at several heights sharing the in-plane terms (same float32 steps)."""
+        shape = (len(zs),) + np.shape(x)
+        inz = (zs >= self.zmin) & (zs <= self.zmax)
+        act = (self._zlo <= zs[:, None]) & (self._zhi >= zs[:, None]) & inz[:, None]
+        idx = np.nonzero(act.any(axis=0))[0]
+        if idx.size == 0:
+            sd = np.full(shape, np.inf, np.float32)
+            return (sd, np.zeros(shape, np.float32)) if with_param else sd
+        act = act[:, idx]
+        xs = (np.asarray(x, np.float32) / self.sx)[..., None]
+        ys = (np.asarray(y, np.float32) / self.sy)[..., None]
+        a, ab, ab2 = self._as[idx], self._ab[idx], self._ab2[idx]
+        dx = xs - a[:, 0]
+        dy = ys - a[:, 1]
+        pxy = dx * ab[:, 0] + dy * ab[:, 1]
+        dz = zs.astype(np.float32)[:, None] - a[:, 2]  # (m, n)
+        ext = (slice(None),) + (None,) * (len(shape) - 1)
+        dzb = dz[ext]
+        t = pxy + (dz * ab[:, 2])[ext]
+        t /= ab2
+        np.clip(t, 0.0, 1.0, out=t)
+        ex = dx - t * ab[:, 0]
+        ey = dy - t * ab[:, 1]
+        ez = dzb - t * ab[:, 2]
+        d = ex * ex
+        d += ey * ey
+        d += ez * ez
+        np.sqrt(d, out=d)
+        if not with_param:
+            t *= self._dr32[idx]
+            t += self._ra32[idx]
+            d -= t
+        else:
+            d -= t * self._dr32[idx] + self._ra32[idx]
+        if not act.all():
+            np.putmask(d, ~np.broadcast_to(act[ext], d.shape), np.inf)
+        if not with_param:
+            return d.min(axis=-1)
+        k = np.argmin(d, axis=-1)
+        sd = np.take_along_axis(d, k[..., None], axis=-1)[..., 0]
         tk = np.take_along_axis(t, k[..., None], axis=-1)[..., 0]
         return sd, (idx[k] + tk).astype(np.float32)
 
@@ -184,20 +232,32 @@ class Ellipsoid:
         hy = np.hypot(a * self.sin, b * self.cos)
         return (self.c[0] - hx, self.c[0] + hx, self.c[1] - hy, self.c[1] + hy)
 
-    def sd(self, x, y, z: float, scale: float = 1.0):
-        """Approximate signed distance (mm); ``scale`` shrinks/grows the ellipsoid."""
+    def sd(self, x, y, z, scale: float = 1.0):
+        """Approximate signed distance (mm); ``scale`` shrinks/grows the ellipsoid.
+
+        ``z`` may be a 1-D array of heights (leading axis of the result)."""
         dx = np.asarray(x, np.float32) - np.float32(self.c[0])
         dy = np.asarray(y, np.float32) - np.float32(self.c[1])
         u = dx * self.cos + dy * self.sin
         v = -dx * self.sin + dy * self.cos
         a, b, c = (self.ax * scale).astype(np.float32)
-        w = np.float32((z - self.c[2]) / c)
+        multi = np.ndim(z) > 0
+        if multi:
+            zs = np.asarray(z, np.float64)
+            ext = (slice(None),) + (None,) * np.ndim(u)
+            w = ((zs - self.c[2]) / c).astype(np.float32)[ext]
+        else:
+            w = np.float32((z - self.c[2]) / c)
         rho2 = (u / a) ** 2 + (v / b) ** 2 + w * w
         rho = np.sqrt(rho2)
         q = np.sqrt(u * u + v * v + (w * c) ** 2)
         rdir = np.where(rho > 1e-3, q / np.maximum(rho, 1e-3), min(a, b, c))
         sd = (rho - 1.0) * rdir
-        if z < self.zmin or z > self.zmax:
+        if multi:
+            out = (zs < self.zmin) | (zs > self.zmax)
+            if out.any():
+                sd[out] = np.maximum(sd[out], np.float32(1.0))
+        elif z < self.zmin or z > self.zmax:
             sd = np.maximum(sd, np.float32(1.0))
         return sd.astype(np.float32)
 
@@ -217,12 +277,24 @@ class Column:
         self.a = np.broadcast_to(np.asarray(a, float), self.z.shape)[order]
         self.b = np.broadcast_to(np.asarray(b, float), self.z.shape)[order]
         self.power = float(power)
+        self._arrs = (self.cx, self.cy, self.a, self.b)
+        self._last: tuple | None = None
 
     def params(self, z: float):
         if z < self.z[0] or z > self.z[-1]:
             return None
-        return tuple(float(np.interp(z, self.z, arr)) for arr in (self.cx, self.cy, self.a,
-                                                                  self.b))
+        if self._last is not None and self._last[0] == z:
+            return self._last[1]
+        p = tuple(float(np.interp(z, self.z, arr)) for arr in self._arrs)
+        self._last = (z, p)
+        return p
+
+    def params_multi(self, zs: np.ndarray):
+        """``(cx, cy, a, b)`` arrays for heights ``zs`` and a mask of those inside the
+        column's z range (the values equal :meth:`params` for each height)."""
+        zs = np.asarray(zs, np.float64)
+        ok = (zs >= self.z[0]) & (zs <= self.z[-1])
+        return tuple(np.interp(zs, self.z, arr) for arr in self._arrs), ok
 
     def bbox(self, z: float) -> BBox | None:
         p = self.params(z)
@@ -231,7 +303,9 @@ class Column:
         cx, cy, a, b = p
         return (cx - a, cx + a, cy - b, cy + b)
 
-    def sd(self, x, y, z: float):
+    def sd(self, x, y, z):
+        if np.ndim(z):
+            return self._sd_multi(x, y, z)
         p = self.params(z)
         if p is None:
             return np.full(np.shape(x), np.inf, np.float32)
@@ -243,3 +317,17 @@ class Column:
         else:
             rho = (u ** self.power + v ** self.power) ** (1.0 / self.power)
         return ((rho - 1.0) * np.float32(min(a, b))).astype(np.float32)
+
+    def _sd_multi(self, x, y, zs):
+        (cx, cy, a, b), ok = self.params_multi(zs)
+        ext = (slice(None),) + (None,) * np.ndim(x)
+        f32 = np.float32
+        u = np.abs(np.asarray(x, f32) - cx.astype(f32)[ext]) / np.maximum(a, 1e-3).astype(f32)[ext]
+        v = np.abs(np.asarray(y, f32) - cy.astype(f32)[ext]) / np.maximum(b, 1e-3).astype(f32)[ext]
+        if self.power == 2.0:
+            rho = np.sqrt(u * u + v * v)
+        else:
+            rho = (u ** self.power + v ** self.power) ** (1.0 / self.power)
+        sd = ((rho - 1.0) * np.minimum(a, b).astype(f32)[ext]).astype(f32)
+        sd[~ok] = np.inf
+        return sd
