@@ -9,6 +9,7 @@ MODULES = [
     "deepstationing.schema",
     "deepstationing.errors",
     "deepstationing.data.image",
+    "deepstationing.data.atomic",
     "deepstationing.evaluation.surface",
     "deepstationing.evaluation.metrics",
     "deepstationing.evaluation.report",

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from deepstationing.data.atomic import write_json_atomic
 from deepstationing.errors import InputError
 
 __all__ = ["Case", "Cohort", "write_json_atomic", "MANIFEST", "CASE_FILES"]
@@ -43,23 +42,6 @@ CASE_FILES = {
     "nodes_json": "nodes.json",
     "meta": "meta.json",
 }
-
-
-def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """Write JSON to a temporary file and rename it into place."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
 
 
 @dataclass(frozen=True)

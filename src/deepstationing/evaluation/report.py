@@ -35,13 +35,13 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from deepstationing.data.atomic import write_text_atomic
 from deepstationing.data.cohort import CASE_FILES
 from deepstationing.data.image import IMAGE_SUFFIXES
 from deepstationing.errors import InputError
@@ -107,22 +107,6 @@ def rows_for_case(case: str, metrics: Mapping[int, Metrics],
 
 
 # ---------------------------------------------------------------------- files
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write ``text`` to a temporary file in the target folder and rename it into place."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=p.suffix, dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
-
-
 def _fmt(v: float) -> str:
     return "nan" if math.isnan(v) else f"{v:.6g}"
 
