@@ -57,23 +57,35 @@ class Part:
     carve: tuple = ()  # ((shape, margin_mm), ...): keep this part ``margin`` away from them
     above_diaphragm: bool = False  # cut by the diaphragm surface
 
-    def sd(self, anat: Anatomy, X, Y, z, with_param: bool = False):
-        """Signed distance on slice ``z`` (or, for a 1-D array ``z``, stacked over heights)."""
+    def sd(self, anat: Anatomy, X, Y, z, with_param: bool = False, high=None, low=None):
+        """Signed distance on slice ``z`` (or, for a 1-D array ``z``, stacked over heights).
+
+        ``high`` / ``low`` (None, or one number per height): the caller only tells values
+        ``>= high`` apart from each other, and values ``< low`` likewise (it compares the
+        result with thresholds, exactly only between ``low`` and ``high``). Tubes then skip
+        the segments that cannot matter (:meth:`.shapes.Tube.sd` ``thr``): the part's own
+        tube above ``high``, a carving tube where ``margin - sd`` falls below ``low``. Values
+        in ``[low, high)`` are exactly those computed without them.
+        """
         shp = self.shape
+        kw = {"thr": high} if high is not None and isinstance(shp, Tube) else {}
         if with_param:
-            sd, u = shp.sd(X, Y, z, with_param=True)
+            sd, u = shp.sd(X, Y, z, with_param=True, **kw)
         else:
-            sd, u = shp.sd(X, Y, z), None
+            sd, u = shp.sd(X, Y, z, **kw), None
         multi = np.ndim(z) > 0
         for other, margin in self.carve:
+            okw = {}
+            if low is not None and isinstance(other, Tube):
+                okw = {"thr": margin - np.asarray(low, np.float64) + 0.01}
             if multi:
                 on = np.array([other.bbox(float(zz)) is not None for zz in z])
                 if on.any():
-                    term = np.float32(margin) - other.sd(X, Y, z)
+                    term = np.float32(margin) - other.sd(X, Y, z, **okw)
                     term[~on] = -np.inf
                     sd = np.maximum(sd, term)
             elif other.bbox(z) is not None:
-                sd = np.maximum(sd, np.float32(margin) - other.sd(X, Y, z))
+                sd = np.maximum(sd, np.float32(margin) - other.sd(X, Y, z, **okw))
         if self.above_diaphragm:
             if multi:
                 zf = np.asarray(z, np.float64).astype(np.float32)[:, None, None]
@@ -134,6 +146,28 @@ class Grid:
         if c0 >= c1 or r0 >= r1:
             return None
         return slice(r0, r1), slice(c0, c1)
+
+    def pixel_boxes(self, boxes: np.ndarray) -> list:
+        """:meth:`pixel_box` for ``(n, 4)`` anatomy boxes (NaN rows: no box), vectorised."""
+        boxes = np.asarray(boxes, np.float64)
+        ok = ~np.isnan(boxes).any(axis=1)
+        b = np.where(ok[:, None], boxes, 0.0)
+        x0, x1, y0, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+        xs = np.stack([x0, x1, x0, x1])
+        ys = np.stack([y0, y0, y1, y1])
+        wx, wy, _ = self.to_world(xs, ys, 0.0)
+        sx, sy = self.spacing[0], self.spacing[1]
+        c0 = np.floor((wx.min(axis=0) - self.origin[0]) / sx).astype(np.int64) - 1
+        c1 = np.ceil((wx.max(axis=0) - self.origin[0]) / sx).astype(np.int64) + 2
+        r0 = np.floor((wy.min(axis=0) - self.origin[1]) / sy).astype(np.int64) - 1
+        r1 = np.ceil((wy.max(axis=0) - self.origin[1]) / sy).astype(np.int64) + 2
+        ny, nx = self.shape[1], self.shape[2]
+        c0, c1 = np.maximum(c0, 0), np.minimum(c1, nx)
+        r0, r1 = np.maximum(r0, 0), np.minimum(r1, ny)
+        ok &= (c0 < c1) & (r0 < r1)
+        return [(slice(a, b_), slice(c, d)) if o else None
+                for o, a, b_, c, d in zip(ok.tolist(), r0.tolist(), r1.tolist(), c0.tolist(),
+                                         c1.tolist())]
 
 
 def _lerp(z, knots, values):
@@ -586,17 +620,19 @@ class _Evaluator:
     row/column followed by bilinear interpolation. Signed distances are smooth at the pixel
     scale, so this is accurate to ~0.1 mm at 0.7 mm pixels and 4x cheaper."""
 
-    def __init__(self, grid: Grid, box, coarse: bool):
+    def __init__(self, coords: tuple[np.ndarray, np.ndarray], box, coarse: bool):
+        """``coords``: anatomy ``(x, y)`` of every pixel, for ``coarse`` of a grid extended
+        by 4 rows and columns (:meth:`Grid.coords` of ``0 .. n + 3``)."""
         self.box, self.coarse = box, coarse
         r0, r1 = box[0].start, box[0].stop
         c0, c1 = box[1].start, box[1].stop
         self.h, self.w = r1 - r0, c1 - c0
         if coarse:
-            rows = r0 + 2 * np.arange(self.h // 2 + 2)
-            cols = c0 + 2 * np.arange(self.w // 2 + 2)
+            sl = (slice(r0, r0 + 2 * (self.h // 2 + 2), 2),
+                  slice(c0, c0 + 2 * (self.w // 2 + 2), 2))
+            self.X, self.Y = coords[0][sl], coords[1][sl]
         else:
-            rows, cols = np.arange(r0, r1), np.arange(c0, c1)
-        self.X, self.Y = grid.coords(rows, cols)
+            self.X, self.Y = coords[0][box], coords[1][box]
 
     def _up(self, c: np.ndarray) -> np.ndarray:
         hc, wc = c.shape[-2:]
@@ -615,20 +651,50 @@ class _Evaluator:
         return self._up(res)
 
 
-def _z_range(shape) -> tuple[float, float]:
-    """Conservative z extent of a primitive (for skipping slices cheaply)."""
-    if isinstance(shape, Tube):
-        return float(max(shape._zlo.min(), shape.zmin)), float(min(shape._zhi.max(), shape.zmax))
-    if isinstance(shape, Ellipsoid):
-        return (float(max(shape.c[2] - shape.ax[2], shape.zmin)),
-                float(min(shape.c[2] + shape.ax[2], shape.zmax)))
-    if isinstance(shape, Column):
-        return float(shape.z[0]), float(shape.z[-1])
-    return -np.inf, np.inf
+def _part_boxes(grid: Grid, shape, za: np.ndarray, subs, pad: float) -> list:
+    """Pixel box of ``shape`` on every slice (None where absent): its bounding box at the slice
+    centre, united with those at the sub-slice heights ``za + d`` (``d`` in ``subs``), grown
+    by ``pad``; the same values as per-slice :meth:`bbox` + :meth:`Grid.pixel_box` calls."""
+    B = shape.bboxes(za)
+    for d in subs:
+        B2 = shape.bboxes(za + d)
+        B = np.stack([np.fmin(B[:, 0], B2[:, 0]), np.fmax(B[:, 1], B2[:, 1]),
+                      np.fmin(B[:, 2], B2[:, 2]), np.fmax(B[:, 3], B2[:, 3])], axis=1)
+    if pad:
+        B = np.stack([B[:, 0] - pad, B[:, 1] + pad, B[:, 2] - pad, B[:, 3] + pad], axis=1)
+    return grid.pixel_boxes(B)
+
+
+def _limits(part: Part, px: float, fine: bool):
+    """``(high, low)`` for :meth:`Part.sd` in :func:`rasterize`: one value per evaluated
+    height (the slice centre, then the partial-volume sub-slices) or a number (no
+    sub-slices); ``(None, None)`` (exact values) on fine grids.
+
+    Above ``high`` no output changes: the label (sd < 0), the soft edge (zero from
+    sd >= px / 2), the envelope (``sd - pad < 0``) and the HU look (thresholds below 0).
+    Below ``low`` neither: the soft edge is 1 below -px / 2 and the wall / bone shading
+    only asks ``sd < -thickness``. Sub-slices feed only the soft edge. 0.01 mm spare."""
+    if fine:
+        return None, None
+    pad = part.pad if part.claim else 0.0
+    hi0 = max(pad, 0.5 * px) + 0.01
+    kind = part.look[0]
+    thick = {"wall": lambda lk: lk[3], "bone": lambda lk: lk[1],
+             "vertebra": lambda lk: lk[1]}.get(kind)
+    lo0 = -max(thick(part.look) if thick else 0.0, 0.5 * px) - 0.01
+    if not part.pv:
+        return hi0, lo0
+    hs = 0.5 * px + 0.01
+    return np.array([hi0, hs, hs]), np.array([lo0, -hs, -hs])
 
 
 def _soft(sd: np.ndarray, px: float) -> np.ndarray:
-    return np.clip(0.5 - sd / np.float32(px), 0.0, 1.0)
+    """Soft occupancy ``clip(0.5 - sd / px, 0, 1)`` (maximum/minimum: the same values as
+    ``np.clip`` without its Python overhead)."""
+    a = sd / np.float32(px)
+    np.subtract(np.float32(0.5), a, out=a)
+    np.maximum(a, 0.0, out=a)
+    return np.minimum(a, 1.0, out=a)
 
 
 def _part_hu(part: Part, sd: np.ndarray, hu: dict, z: float, anat: Anatomy, dz: float):
@@ -668,8 +734,28 @@ def rasterize(anat: Anatomy, grid: Grid, hu: dict[str, float]) -> RasterResult:
     H = {k: np.float32(v) for k, v in hu.items()}
     ribs_on = (lv["dia"] - 75, apex_max + 5)
     fine = px < 1.0  # evaluate primitives on a 2x coarser grid and interpolate
-    zranges = [_z_range(pt.shape) for pt in anat.parts]
-    deco_ranges = [_z_range(pt.shape) for pt in anat.decorations]
+    # per-slice pixel boxes of every structure, computed once (vectorised over the slices)
+    part_boxes = [_part_boxes(grid, pt.shape, za, sub if pt.pv else (),
+                              pt.pad if pt.claim else 0.0) for pt in anat.parts]
+    deco_boxes = [_part_boxes(grid, pt.shape, za, (), 0.0) for pt in anat.decorations]
+    body_boxes = _part_boxes(grid, anat.body, za, (), 0.0)
+    # surfaces that depend on (x, y) only: once per case (elementwise, so the same values)
+    dia_full = anat.diaphragm(xa, ya)
+    apex_full = {sd_: anat.apex_surface(xa, ya, sd_) for sd_ in ("r", "l")}
+    for shp in [anat.body, anat.cavity] + [pt.shape for pt in anat.parts]:
+        if isinstance(shp, Column):
+            shp.prepare(za)
+    if fine:
+        coords = grid.coords(np.arange(ny + 4), np.arange(nx + 4))
+    else:
+        coords = (xa, ya)
+    # Where the outputs look at a structure's signed distance: its sign, the soft edge
+    # (|sd| < px / 2), the envelope (sd < pad) and the wall shading (sd < -wall). Values
+    # beyond those limits need not be exact (:meth:`Part.sd` ``high``/``low``), so tubes
+    # skip far segments. Not at fine pixels: there the values are interpolated from a
+    # coarser grid, and every coarse value counts.
+    limits = [_limits(pt, px, fine) for pt in anat.parts]
+    deco_high = None if fine else px / 2 + 0.01
 
     for k in range(nz):
         z = float(za[k])
@@ -679,8 +765,7 @@ def rasterize(anat: Anatomy, grid: Grid, hu: dict[str, float]) -> RasterResult:
         claimed = np.zeros((ny, nx), bool)
         env = np.full((ny, nx), np.inf, np.float32)
         # ---- body layers
-        bb = anat.body.bbox(z)
-        body_box = grid.pixel_box(bb) if bb else None
+        body_box = body_boxes[k]
         if body_box is None:
             continue
         XB, YB = xa[body_box], ya[body_box]
@@ -727,35 +812,26 @@ def rasterize(anat: Anatomy, grid: Grid, hu: dict[str, float]) -> RasterResult:
                         hb[sc_band] = vals
         # ---- organs
         evals = []
-        for part, (zlo, zhi) in zip(anat.parts, zranges):
-            if z + dz < zlo or z - dz > zhi:
-                continue
-            shp = part.shape
-            bbp = shp.bbox(z)
-            if part.pv:
-                for d in sub:
-                    b2 = shp.bbox(z + d)
-                    if b2 is not None:
-                        bbp = b2 if bbp is None else (min(bbp[0], b2[0]), max(bbp[1], b2[1]),
-                                                      min(bbp[2], b2[2]), max(bbp[3], b2[3]))
-            if bbp is None:
-                continue
-            pad = part.pad if part.claim else 0.0
-            bbp = (bbp[0] - pad, bbp[1] + pad, bbp[2] - pad, bbp[3] + pad)
-            box = grid.pixel_box(bbp)
+        for pi, (part, boxes) in enumerate(zip(anat.parts, part_boxes)):
+            box = boxes[k]
             if box is None:
                 continue
+            shp = part.shape
+            pad = part.pad if part.claim else 0.0
             X = xa[box]
-            ev = _Evaluator(grid, box, fine)
+            ev = _Evaluator(coords, box, fine)
             callable_label = callable(part.label)
             # pv parts: the slice centre and both sub-slices in one vectorised call
             zq = np.array([z, z + sub[0], z + sub[1]]) if part.pv else z
+            hi, lo = limits[pi]
             if callable_label and isinstance(shp, Tube):
-                sd, u = ev(lambda A, B, zz, pt=part: pt.sd(anat, A, B, zz, with_param=True), zq)
+                sd, u = ev(lambda A, B, zz, pt=part, hi=hi, lo=lo: pt.sd(
+                    anat, A, B, zz, with_param=True, high=hi, low=lo), zq)
             else:
-                sd, u = ev(lambda A, B, zz, pt=part: pt.sd(anat, A, B, zz), zq), None
+                sd, u = ev(lambda A, B, zz, pt=part, hi=hi, lo=lo: pt.sd(
+                    anat, A, B, zz, high=hi, low=lo), zq), None
             if part.pv:
-                sd_sub = sd[1:]
+                sd3 = sd
                 sd = sd[0]
                 u = None if u is None else u[0]
             if part.pad > 0 or not part.claim:
@@ -766,9 +842,9 @@ def rasterize(anat: Anatomy, grid: Grid, hu: dict[str, float]) -> RasterResult:
             bin_ = body_full[box]
             ins = (sd < 0) & bin_
             if part.pv:
-                alpha = _soft(sd, px)
-                alpha += _soft(sd_sub[0], px)
-                alpha += _soft(sd_sub[1], px)
+                s3 = _soft(sd3, px)  # centre and both sub-slices at once
+                alpha = s3[0] + s3[1]
+                alpha += s3[2]
                 alpha *= np.float32(1.0 / 3.0)
             else:
                 if not ins.any():
@@ -796,14 +872,14 @@ def rasterize(anat: Anatomy, grid: Grid, hu: dict[str, float]) -> RasterResult:
             rows, cols = body_box
             ebox = env[body_box]
             cl = claimed[body_box]
-            dia = anat.diaphragm(XB, YB)
+            dia = dia_full[body_box]
             above_dia = z > dia
             lung = cav_in & ~(ebox < 0) & ~cl & above_dia
             xm = 0.0
             right = XB < xm
             if z > apex_min - 60:
-                lung &= np.where(right, z < anat.apex_surface(XB, YB, "r"),
-                                 z < anat.apex_surface(XB, YB, "l"))
+                lung &= np.where(right, z < apex_full["r"][body_box],
+                                 z < apex_full["l"][body_box])
             lb = lab[body_box]
             lb[lung & right] = lung_r
             lb[lung & ~right] = lung_l
@@ -843,26 +919,22 @@ def rasterize(anat: Anatomy, grid: Grid, hu: dict[str, float]) -> RasterResult:
             c0 = body_box[1].start
             lung_full = np.zeros((ny, nx), bool)
             lung_full[body_box] = lung_mask
-            for part, (zlo, zhi) in zip(anat.decorations, deco_ranges):
-                if z + dz < zlo or z - dz > zhi:
-                    continue
-                shp = part.shape
-                bbp = shp.bbox(z)
-                if bbp is None:
-                    continue
-                box = grid.pixel_box(bbp)
+            for part, boxes in zip(anat.decorations, deco_boxes):
+                box = boxes[k]
                 if box is None:
                     continue
-                ev = _Evaluator(grid, box, fine)
+                shp = part.shape
+                ev = _Evaluator(coords, box, fine)
                 if px < 2.0:  # sub-slice partial volume only where vessels span pixels
-                    sds = ev(shp.sd, np.array([z, z + sub[0], z + sub[1]]))
+                    sds = ev(lambda A, B, zz, s_=shp: s_.sd(A, B, zz, thr=deco_high),
+                             np.array([z, z + sub[0], z + sub[1]]))
                     sd0 = sds[0]
-                    alpha = _soft(sd0, px)
-                    alpha += _soft(sds[1], px)
-                    alpha += _soft(sds[2], px)
+                    s3 = _soft(sds, px)
+                    alpha = s3[0] + s3[1]
+                    alpha += s3[2]
                     alpha /= 3.0
                 else:
-                    sd0 = ev(shp.sd, z)
+                    sd0 = ev(lambda A, B, zz, s_=shp: s_.sd(A, B, zz, thr=deco_high), z)
                     alpha = _soft(sd0, px)
                 alpha *= lung_full[box]
                 if not alpha.any():

@@ -90,11 +90,12 @@ def add_noise_to_int16(hu: np.ndarray, sd: float, rng: np.random.Generator,
     n = convolve1d(n, kernel, axis=1, mode="wrap")
     n = convolve1d(n, kernel, axis=2, mode="wrap")
     n *= np.float32(sd * gain)
-    for k in range(nz):  # slice-wise keeps the temporaries small
-        s = n[k]
-        if f > 1:
-            s = np.repeat(np.repeat(s, f, axis=0), f, axis=1)[:ny, :nx]
-        hu[k] += s
+    if f == 1:
+        hu += n
+    else:
+        for k in range(nz):  # slice-wise keeps the temporaries small
+            s = np.repeat(np.repeat(n[k], f, axis=0), f, axis=1)[:ny, :nx]
+            hu[k] += s
     np.clip(hu, -1024, 3071, out=hu)
     out = np.empty(hu.shape, dtype=np.int16)
     np.rint(hu, out=hu)

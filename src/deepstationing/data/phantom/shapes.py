@@ -85,6 +85,8 @@ class Tube:
         self._ab2 = np.maximum((ab * ab).sum(1), 1e-9).astype(np.float32)
         self._ra32 = ra.astype(np.float32)
         self._dr32 = (rb - ra).astype(np.float32)
+        # the per-segment constants of :meth:`_core` in one table (one gather per call)
+        self._pk = np.column_stack([self._as, self._ab, self._ab2, self._dr32, self._ra32])
         self._cache: tuple[float, np.ndarray] | None = None
 
     def segments_at(self, z: float) -> np.ndarray:
@@ -104,52 +106,50 @@ class Tube:
         return (float(self._xlo[idx].min()), float(self._xhi[idx].max()),
                 float(self._ylo[idx].min()), float(self._yhi[idx].max()))
 
-    def sd(self, x: np.ndarray, y: np.ndarray, z, *, with_param: bool = False):
+    def bboxes(self, zs) -> np.ndarray:
+        """:meth:`bbox` for an array of heights: ``(n, 4)``, rows of NaN where it is None."""
+        zs = np.asarray(zs, np.float64)
+        inz = (zs >= self.zmin) & (zs <= self.zmax)
+        act = (self._zlo <= zs[:, None]) & (self._zhi >= zs[:, None]) & inz[:, None]
+        inf = np.inf
+        out = np.stack([np.where(act, self._xlo, inf).min(axis=1),
+                        np.where(act, self._xhi, -inf).max(axis=1),
+                        np.where(act, self._ylo, inf).min(axis=1),
+                        np.where(act, self._yhi, -inf).max(axis=1)], axis=1)
+        out[~act.any(axis=1)] = np.nan
+        return out
+
+    def sd(self, x: np.ndarray, y: np.ndarray, z, *, with_param: bool = False, thr=None):
         """Signed distance (mm) at pixel coordinates ``x, y`` (same shape) on slice ``z``.
 
         With ``with_param``, also returns the position along the polyline (vertex units, a
         float in ``0 .. N-1``) of the nearest point, used to split one tube into labels.
         ``z`` may be a 1-D array of heights: the result then has a leading axis over ``z``
         and equals the per-height results exactly (each height uses its own segments).
+
+        ``thr`` (a number, or one per height): the caller needs the value only where it is
+        below ``thr``. Segments are then skipped wherever they provably give ``>= thr`` (a
+        box test on the segment's extent grown by ``thr`` plus its radius), which leaves every
+        value below ``thr`` and its position exactly as without ``thr``; elsewhere the result
+        is some value ``>= thr`` (possibly inf).
         """
         if np.ndim(z):
-            return self._sd_multi(x, y, np.asarray(z, np.float64), with_param)
+            return self._sd_multi(x, y, np.asarray(z, np.float64), with_param, thr)
         idx = self.segments_at(z)
         shape = np.shape(x)
         if idx.size == 0:
             sd = np.full(shape, np.inf, np.float32)
             return (sd, np.zeros(shape, np.float32)) if with_param else sd
-        xs = (np.asarray(x, np.float32) / self.sx)[..., None]
-        ys = (np.asarray(y, np.float32) / self.sy)[..., None]
-        a, ab, ab2 = self._as[idx], self._ab[idx], self._ab2[idx]
-        dx = xs - a[:, 0]
-        dy = ys - a[:, 1]
-        dz = np.float32(z) - a[:, 2]
-        t = (dx * ab[:, 0] + dy * ab[:, 1] + dz * ab[:, 2]) / ab2
-        np.clip(t, 0.0, 1.0, out=t)
-        ex = dx - t * ab[:, 0]
-        ey = dy - t * ab[:, 1]
-        ez = dz - t * ab[:, 2]
-        d = ex * ex
-        d += ey * ey
-        d += ez * ez
-        np.sqrt(d, out=d)
-        if not with_param:
-            t *= self._dr32[idx]
-            t += self._ra32[idx]
-            d -= t
-            return d[..., 0] if idx.size == 1 else d.min(axis=-1)
-        d -= t * self._dr32[idx] + self._ra32[idx]
-        if idx.size == 1:
-            k = np.zeros(shape, np.int64)
-            sd = d[..., 0]
+        zs = np.array([z], np.float64)
+        if thr is None or len(idx) * np.size(x) < self.PRUNE_MIN:
+            res = self._core(x, y, zs.astype(np.float32), idx, None, with_param)
         else:
-            k = np.argmin(d, axis=-1)
-            sd = np.take_along_axis(d, k[..., None], axis=-1)[..., 0]
-        tk = np.take_along_axis(t, k[..., None], axis=-1)[..., 0]
-        return sd, (idx[k] + tk).astype(np.float32)
+            res = self._pruned(x, y, zs, idx, None, with_param, np.array([thr], np.float64))
+        if with_param:
+            return res[0][0].reshape(shape), res[1][0].reshape(shape)
+        return res[0].reshape(shape)
 
-    def _sd_multi(self, x, y, zs: np.ndarray, with_param: bool):
+    def _sd_multi(self, x, y, zs: np.ndarray, with_param: bool, thr=None):
         """:meth:`sd` at several heights sharing the in-plane terms (same float32 steps)."""
         shape = (len(zs),) + np.shape(x)
         inz = (zs >= self.zmin) & (zs <= self.zmax)
@@ -159,39 +159,157 @@ class Tube:
             sd = np.full(shape, np.inf, np.float32)
             return (sd, np.zeros(shape, np.float32)) if with_param else sd
         act = act[:, idx]
-        xs = (np.asarray(x, np.float32) / self.sx)[..., None]
-        ys = (np.asarray(y, np.float32) / self.sy)[..., None]
-        a, ab, ab2 = self._as[idx], self._ab[idx], self._ab2[idx]
-        dx = xs - a[:, 0]
-        dy = ys - a[:, 1]
-        pxy = dx * ab[:, 0] + dy * ab[:, 1]
-        dz = zs.astype(np.float32)[:, None] - a[:, 2]  # (m, n)
-        ext = (slice(None),) + (None,) * (len(shape) - 1)
-        dzb = dz[ext]
-        t = pxy + (dz * ab[:, 2])[ext]
-        t /= ab2
-        np.clip(t, 0.0, 1.0, out=t)
-        ex = dx - t * ab[:, 0]
-        ey = dy - t * ab[:, 1]
-        ez = dzb - t * ab[:, 2]
-        d = ex * ex
-        d += ey * ey
-        d += ez * ez
+        act = None if act.all() else act
+        if thr is None or len(zs) * len(idx) * np.size(x) < self.PRUNE_MIN:
+            res = self._core(x, y, zs.astype(np.float32), idx, act, with_param)
+        else:
+            thr = np.broadcast_to(np.asarray(thr, np.float64), zs.shape)
+            res = self._pruned(x, y, zs, idx, act, with_param, thr)
+        if with_param:
+            return res[0].reshape(shape), res[1].reshape(shape)
+        return res.reshape(shape)
+
+    #: calls with fewer (height, segment, pixel) triples than this skip the pruning
+    PRUNE_MIN = 30000
+
+    def _pruned(self, x, y, zs: np.ndarray, idx: np.ndarray, act, with_param: bool,
+                thr: np.ndarray):
+        """:meth:`_core` skipping the (height, segment, pixel) triples whose value is provably
+        ``>= thr`` (see :meth:`sd`): height-segment pairs by their z gap, pixels by a box
+        test per chunk of nearby segments. Each kept triple is computed exactly as in
+        :meth:`_core`; the min over segments keeps the first minimum, as ``argmin`` does."""
+        m = len(zs)
+        P = int(np.size(x))
+        a, b = self._a[idx], self._b[idx]
+        rmax = np.maximum(self._ra[idx], self._rb[idx])
+        z0 = np.minimum(a[:, 2], b[:, 2])
+        z1 = np.maximum(a[:, 2], b[:, 2])
+        gz = np.maximum(np.maximum(z0 - zs[:, None], zs[:, None] - z1), 0.0)  # (m, n)
+        reach = thr[:, None] + rmax + 0.01  # a value < thr needs a distance < reach
+        use = gz < reach if act is None else act & (gz < reach)
+        # in-plane reach of each segment over the heights that use it (0.1 mm spare)
+        rxy = np.sqrt(np.maximum(reach * reach - gz * gz, 0.0))
+        rxy = np.where(use, rxy, -np.inf).max(axis=0) + 0.1  # (n,)
+        sd = np.full((m, P), np.inf, np.float32)
+        u = np.zeros((m, P), np.float32) if with_param else None
+        keep = np.nonzero(use.any(axis=0))[0]
+        if keep.size == 0:
+            return (sd, u) if with_param else sd
+        wx0 = np.minimum(a[:, 0], b[:, 0]) - rxy * self.sx
+        wx1 = np.maximum(a[:, 0], b[:, 0]) + rxy * self.sx
+        wy0 = np.minimum(a[:, 1], b[:, 1]) - rxy * self.sy
+        wy1 = np.maximum(a[:, 1], b[:, 1]) + rxy * self.sy
+        # chunks: consecutive kept segments whose windows mostly overlap
+        chunks: list[list[int]] = []
+        boxes: list[tuple] = []
+        box = None
+        W = zip(keep.tolist(), wx0[keep].tolist(), wx1[keep].tolist(), wy0[keep].tolist(),
+                wy1[keep].tolist())
+        for j, *wj in W:
+            if box is not None:
+                ub = (min(box[0], wj[0]), max(box[1], wj[1]), min(box[2], wj[2]),
+                      max(box[3], wj[3]))
+                area = (box[1] - box[0]) * (box[3] - box[2])
+                aj = (wj[1] - wj[0]) * (wj[3] - wj[2])
+                if (ub[1] - ub[0]) * (ub[3] - ub[2]) <= area + 0.5 * aj:
+                    chunks[-1].append(j)
+                    boxes[-1] = box = ub
+                    continue
+            chunks.append([j])
+            boxes.append(tuple(wj))
+            box = boxes[-1]
+        xf = np.asarray(x, np.float32).reshape(-1)
+        yf = np.asarray(y, np.float32).reshape(-1)
+        zs32 = zs.astype(np.float32)
+        for ch, (bx0, bx1, by0, by1) in zip(chunks, boxes):
+            c = np.asarray(ch)
+            inside = (xf >= bx0) & (xf <= bx1) & (yf >= by0) & (yf <= by1)
+            if inside.all():
+                pix = None
+                px_, py_ = xf, yf
+            else:
+                pix = np.flatnonzero(inside)
+                if pix.size == 0:
+                    continue
+                px_, py_ = xf[pix], yf[pix]
+            uc = use[:, c]
+            res = self._core(px_, py_, zs32, idx[c], None if uc.all() else uc, with_param)
+            if with_param:
+                r, rp = res
+                cur = sd if pix is None else sd[:, pix]
+                better = r < cur
+                if pix is None:
+                    np.copyto(sd, r, where=better)
+                    np.copyto(u, rp, where=better)
+                else:
+                    sd[:, pix] = np.where(better, r, cur)
+                    u[:, pix] = np.where(better, rp, u[:, pix])
+            elif pix is None:
+                np.minimum(sd, res, out=sd)
+            else:
+                sd[:, pix] = np.minimum(sd[:, pix], res)
+        return (sd, u) if with_param else sd
+
+    def _core(self, x, y, zs32: np.ndarray, idx: np.ndarray, act, with_param: bool):
+        """Distances of the pixels ``x, y`` (flattened, ``P``) at heights ``zs32`` (``m``) to
+        the segments ``idx`` (``n``; ``act`` (m, n) marks the pairs used, None: all), min over
+        the segments: ``(m, P)`` (and the position along the polyline with ``with_param``).
+
+        Arrays are laid out (heights, segments, pixels), so every elementwise loop runs over
+        the pixels and the min over the segments is a reduction over a leading axis.
+        """
+        xs = (np.asarray(x, np.float32) / self.sx).reshape(-1)
+        ys = (np.asarray(y, np.float32) / self.sy).reshape(-1)
+        pk = self._pk[idx]
+        ab0, ab1, ab2z = pk[:, 3, None], pk[:, 4, None], pk[:, 5, None]
+        dx = xs - pk[:, 0, None]  # (n, P)
+        dy = ys - pk[:, 1, None]
+        pxy = dx * ab0
+        pxy += dy * ab1
+        dz = zs32[:, None] - pk[:, 2]  # (m, n)
+        t = pxy + (dz * pk[:, 5])[:, :, None]  # (m, n, P)
+        t /= pk[:, 6, None]
+        np.maximum(t, 0.0, out=t)  # = clip to [0, 1] (t is never NaN)
+        np.minimum(t, 1.0, out=t)
+        d = dx - t * ab0
+        d *= d
+        e = dy - t * ab1
+        e *= e
+        d += e
+        np.multiply(t, ab2z, out=e)
+        np.subtract(dz[:, :, None], e, out=e)
+        e *= e
+        d += e
         np.sqrt(d, out=d)
         if not with_param:
-            t *= self._dr32[idx]
-            t += self._ra32[idx]
+            t *= pk[:, 7, None]
+            t += pk[:, 8, None]
             d -= t
         else:
-            d -= t * self._dr32[idx] + self._ra32[idx]
-        if not act.all():
-            np.putmask(d, ~np.broadcast_to(act[ext], d.shape), np.inf)
+            d -= t * pk[:, 7, None] + pk[:, 8, None]
+        if act is not None:
+            d[~act] = np.inf
         if not with_param:
-            return d.min(axis=-1)
-        k = np.argmin(d, axis=-1)
-        sd = np.take_along_axis(d, k[..., None], axis=-1)[..., 0]
-        tk = np.take_along_axis(t, k[..., None], axis=-1)[..., 0]
-        return sd, (idx[k] + tk).astype(np.float32)
+            return d.min(axis=1)
+        k = np.argmin(d, axis=1)[:, None]  # (m, 1, P)
+        sd = np.take_along_axis(d, k, axis=1)[:, 0]
+        tk = np.take_along_axis(t, k, axis=1)[:, 0]
+        return sd, (idx[k[:, 0]] + tk).astype(np.float32)
+
+    def centres_at(self, zs, last: bool = False) -> np.ndarray:
+        """:meth:`centre_at` for an array of heights: ``(n, 2)``, NaN rows where None."""
+        zs = np.asarray(zs, np.float64)
+        pz = self.points[:, 2]
+        z0, z1 = pz[:-1], pz[1:]
+        hit = ((np.minimum(z0, z1) <= zs[:, None]) & (zs[:, None] <= np.maximum(z0, z1))
+               & (z0 != z1))
+        ns = hit.shape[1]
+        i = ns - 1 - np.argmax(hit[:, ::-1], axis=1) if last else np.argmax(hit, axis=1)
+        f = (zs - z0[i]) / (z1[i] - z0[i])
+        q = self.points[i] + f[:, None] * (self.points[i + 1] - self.points[i])
+        out = q[:, :2].copy()
+        out[~hit.any(axis=1)] = np.nan
+        return out
 
     def centre_at(self, z: float, last: bool = False) -> tuple[float, float] | None:
         """In-plane centre where the centreline first (or ``last``) crosses height ``z``."""
@@ -231,6 +349,19 @@ class Ellipsoid:
         hx = np.hypot(a * self.cos, b * self.sin)
         hy = np.hypot(a * self.sin, b * self.cos)
         return (self.c[0] - hx, self.c[0] + hx, self.c[1] - hy, self.c[1] + hy)
+
+    def bboxes(self, zs) -> np.ndarray:
+        """:meth:`bbox` for an array of heights: ``(n, 4)``, rows of NaN where it is None."""
+        zs = np.asarray(zs, np.float64)
+        u = (zs - self.c[2]) / self.ax[2]
+        f = np.sqrt(np.where(np.abs(u) < 1.0, 1.0 - u * u, 0.0))
+        f[(zs < self.zmin) | (zs > self.zmax)] = 0.0
+        a, b = self.ax[0] * f, self.ax[1] * f
+        hx = np.hypot(a * self.cos, b * self.sin)
+        hy = np.hypot(a * self.sin, b * self.cos)
+        out = np.stack([self.c[0] - hx, self.c[0] + hx, self.c[1] - hy, self.c[1] + hy], axis=1)
+        out[~(f > 0)] = np.nan
+        return out
 
     def sd(self, x, y, z, scale: float = 1.0):
         """Approximate signed distance (mm); ``scale`` shrinks/grows the ellipsoid.
@@ -279,8 +410,19 @@ class Column:
         self.power = float(power)
         self._arrs = (self.cx, self.cy, self.a, self.b)
         self._last: tuple | None = None
+        self._table: dict[float, tuple] = {}
+
+    def prepare(self, zs) -> None:
+        """Precompute :meth:`params` for the heights ``zs`` (vectorised; same values)."""
+        (cx, cy, a, b), ok = self.params_multi(zs)
+        zs = np.asarray(zs, np.float64)
+        self._table.update(zip(zs[ok].tolist(), zip(cx[ok].tolist(), cy[ok].tolist(),
+                                                    a[ok].tolist(), b[ok].tolist())))
 
     def params(self, z: float):
+        p = self._table.get(z)
+        if p is not None:
+            return p
         if z < self.z[0] or z > self.z[-1]:
             return None
         if self._last is not None and self._last[0] == z:
@@ -302,6 +444,13 @@ class Column:
             return None
         cx, cy, a, b = p
         return (cx - a, cx + a, cy - b, cy + b)
+
+    def bboxes(self, zs) -> np.ndarray:
+        """:meth:`bbox` for an array of heights: ``(n, 4)``, rows of NaN where it is None."""
+        (cx, cy, a, b), ok = self.params_multi(zs)
+        out = np.stack([cx - a, cx + a, cy - b, cy + b], axis=1)
+        out[~(ok & (a > 0) & (b > 0))] = np.nan
+        return out
 
     def sd(self, x, y, z):
         if np.ndim(z):

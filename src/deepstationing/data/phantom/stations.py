@@ -121,24 +121,28 @@ def build_stations(anat: Anatomy, grid: Grid, organs: np.ndarray, support: np.nd
     br_l = np.zeros(nz, np.float32)
     T = anat.tubes
     ends = anat.bronchus_ends
-    for k, z in enumerate(z_anat):
-        z = float(z)
-        tcx[k], tcy[k], _ = anat.trachea_at(z)
-        for name, arr, sg in (("ijv_r", ijv_r, -1), ("ijv_l", ijv_l, 1)):
-            c = T[name].centre_at(z)
-            if c is not None:
-                arr[k] = c[0] + sg * (p[name + "_r"] + 6.0)
-        c = T["aorta"].centre_at(z)
-        if c is not None:
-            asc_y[k] = c[1]
-        c = T["aorta"].centre_at(min(z, anat.lv["arch_c"]), last=True)
-        desc[k] = c if c is not None else (p["desc_x"], p["desc_y"])
-        c = T["esophagus"].centre_at(z)
-        eso_c[k] = c if c is not None else (p["eso_x"], 20.0)
-        c = T["bronchus_r"].centre_at(z)
-        br_r[k] = c[0] if c is not None else ends["r"][0]
-        c = T["bronchus_l"].centre_at(z)
-        br_l[k] = c[0] if c is not None else ends["l"][0]
+    # centreline crossings of every slice at once (Tube.centres_at: NaN where none)
+    za64 = np.asarray(z_anat, np.float64)
+    c = T["trachea"].centres_at(np.minimum(np.maximum(za64, 0.0), anat.lv["top"]))
+    c[np.isnan(c[:, 0])] = 0.0
+    tcx[:], tcy[:] = c[:, 0], c[:, 1]
+    for name, arr, sg in (("ijv_r", ijv_r, -1), ("ijv_l", ijv_l, 1)):
+        c = T[name].centres_at(za64)[:, 0]
+        ok = ~np.isnan(c)
+        arr[ok] = c[ok] + sg * (p[name + "_r"] + 6.0)
+    c = T["aorta"].centres_at(za64)[:, 1]
+    ok = ~np.isnan(c)
+    asc_y[ok] = c[ok]
+    c = T["aorta"].centres_at(np.minimum(za64, anat.lv["arch_c"]), last=True)
+    c[np.isnan(c[:, 0])] = (p["desc_x"], p["desc_y"])
+    desc[:] = c
+    c = T["esophagus"].centres_at(za64)
+    c[np.isnan(c[:, 0])] = (p["eso_x"], 20.0)
+    eso_c[:] = c
+    c = T["bronchus_r"].centres_at(za64)[:, 0]
+    br_r[:] = np.where(np.isnan(c), ends["r"][0], c)
+    c = T["bronchus_l"].centres_at(za64)[:, 0]
+    br_l[:] = np.where(np.isnan(c), ends["l"][0], c)
 
     kk, rr, cc = np.nonzero(support)
     x = xa[rr, cc]
