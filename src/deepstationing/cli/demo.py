@@ -12,6 +12,7 @@ Steps (each one is also a command of its own):
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo.txt").write_text("output of 'deepstationing demo'\n")
     cohort_dir, rules_dir, eval_dir = out / "cohort", out / "rules", out / "evaluation"
+    for old in (rules_dir, eval_dir):  # outputs of an earlier demo run in this folder
+        shutil.rmtree(old, ignore_errors=True)
     total = 4
 
     t = _step(1, total, f"phantom: {args.cases} {args.preset}-preset cases -> {cohort_dir}")
