@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "phantom",
     "view",
     "rules",
+    "train",
+    "predict",
     "evaluate",
 )
 
@@ -35,6 +37,9 @@ Typical use:
   deepstationing demo -o out/                  run the whole pipeline on the built-in phantom
   deepstationing phantom --cases 4 --out ph/   synthesise CT + organ/station/node truth
   deepstationing rules --organs organs.nii.gz -o stations.nii.gz
+  deepstationing train organs --cohort ph/ --fold 0 --config cpu
+  deepstationing train stations --cohort ph/ --fold 0 --channels pred:all
+  deepstationing predict ct.nii.gz -o out/ --model runs/models/<name>
   deepstationing evaluate --pred P --truth T -o results/
   deepstationing view CASE_DIR -o case.png
 

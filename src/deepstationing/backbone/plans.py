@@ -1,0 +1,277 @@
+"""Plan and preprocess an exported dataset: nnU-Net's default plans, or the CPU configuration.
+
+Two configurations:
+
+``full``
+    nnU-Net's own ``ExperimentPlanner`` and its ``3d_fullres`` configuration, unchanged
+    (patch, network depth and batch size chosen by nnU-Net for a GPU), trained for 1000
+    epochs by the default trainer, as in the paper.
+
+``cpu``
+    nnU-Net's planner output with the ``3d_fullres`` configuration shrunk for a laptop
+    or a 2-core CI machine: a small patch (default 32 x 64 x 64 voxels), a 4-level
+    ``PlainConvUNet`` with few features (8-16-32-64) and batch size 2, saved as its own
+    plans (``DeepStationingCPUPlans``). Target spacing, intensity normalisation and
+    resampling stay nnU-Net's. See :class:`CpuConfig`.
+
+nnU-Net runs fingerprinting and preprocessing in a pool of ``spawn`` worker processes.
+On the 1-2 core machines the CPU configuration is meant for, starting those workers costs
+more than the work itself (tens of seconds for a handful of small cases), so
+:func:`plan_and_preprocess` runs nnU-Net's own per-case functions in this process instead
+(``_InProcessPool``, a small stand-in for ``multiprocessing.Pool`` that nnU-Net's loops
+accept). The results are the same files nnU-Net writes.
+
+nnU-Net's fingerprint samples 10^8 foreground voxels *per input channel* for its intensity
+statistics, held in memory as float64: 0.8 GB per channel, 18 GB for CT + 22 organ
+channels, which kills the process on a 24 GB machine. Only the CT channel's statistics are
+used (organ channels are ``noNorm``), and its percentiles and mean are estimated just as
+well from :data:`FINGERPRINT_SAMPLES` voxels, so the fingerprint extractor used here
+(``_LeanFingerprintExtractor``) samples that many instead.
+
+Examples
+--------
+>>> CpuConfig().arch_kwargs_update([32, 64, 64])["strides"]
+[[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]]
+>>> CpuConfig(patch_size=(16, 32, 32), features=(4, 8, 16)).arch_kwargs_update([16, 32, 32])[
+...     "n_stages"]
+3
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from deepstationing.backbone.datasets import DatasetRef, folds_of
+from deepstationing.backbone.env import Workspace, nnunet_environment, prepare_nnunet_import
+from deepstationing.data.cohort import write_json_atomic
+
+__all__ = ["CpuConfig", "PlansRef", "plan_and_preprocess", "CONFIGS", "CPU_PLANS", "FULL_PLANS",
+           "CONFIGURATION"]
+
+CONFIGS = ("cpu", "full")
+#: Foreground voxels sampled (over the whole dataset) for the intensity fingerprint.
+FINGERPRINT_SAMPLES = 2_000_000
+CPU_PLANS = "DeepStationingCPUPlans"
+FULL_PLANS = "nnUNetPlans"
+#: The nnU-Net configuration every stage uses (the paper: 3D nnU-Net).
+CONFIGURATION = "3d_fullres"
+
+
+@dataclass(frozen=True)
+class CpuConfig:
+    """The CPU-sized network: patch (in nnU-Net's axis order), features per level, batch.
+
+    The number of levels is ``len(features)``; each level after the first halves every
+    patch axis still at least 8 voxels long.
+    """
+
+    patch_size: tuple[int, int, int] = (32, 64, 64)
+    features: tuple[int, ...] = (8, 16, 32, 64)
+    batch_size: int = 2
+    convs_per_stage: int = 2
+
+    def arch_kwargs_update(self, patch: Sequence[int]) -> dict:
+        """The ``arch_kwargs`` entries this config overrides, for a given patch."""
+        n = len(self.features)
+        size = list(patch)
+        strides = [[1, 1, 1]]
+        for _ in range(n - 1):
+            s = [2 if v >= 8 else 1 for v in size]
+            size = [v // k for v, k in zip(size, s)]
+            strides.append(s)
+        return {
+            "n_stages": n,
+            "features_per_stage": list(self.features),
+            "kernel_sizes": [[3, 3, 3]] * n,
+            "strides": strides,
+            "n_conv_per_stage": [self.convs_per_stage] * n,
+            "n_conv_per_stage_decoder": [self.convs_per_stage] * (n - 1),
+        }
+
+    def divisor(self) -> list[int]:
+        """What every patch axis must be divisible by (product of strides)."""
+        upd = self.arch_kwargs_update(self.patch_size)
+        out = [1, 1, 1]
+        for s in upd["strides"]:
+            out = [a * b for a, b in zip(out, s)]
+        return out
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> CpuConfig:
+        return cls(tuple(obj["patch_size"]), tuple(obj["features"]), int(obj["batch_size"]),
+                   int(obj.get("convs_per_stage", 2)))
+
+
+@dataclass(frozen=True)
+class PlansRef:
+    """What a trainer needs to find a planned, preprocessed dataset."""
+
+    dataset: DatasetRef
+    plans_identifier: str
+    configuration: str = CONFIGURATION
+    config: str = "cpu"
+    cpu: CpuConfig | None = field(default=None)
+
+
+# ------------------------------------------------------------------ in-process pool
+class _Ready:
+    def __init__(self, value):
+        self._value = value
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self, timeout=None):
+        return self._value
+
+
+class _Alive:
+    def is_alive(self) -> bool:
+        return True
+
+
+class _InProcessPool:
+    """Just enough of ``multiprocessing.Pool`` for nnU-Net's fingerprint/preprocess loops."""
+
+    def __init__(self, *args, **kwargs):
+        self._pool = [_Alive()]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def starmap_async(self, func, iterable):
+        return _Ready([func(*args) for args in iterable])
+
+
+class _Context:
+    Pool = _InProcessPool
+
+
+class _MultiprocessingShim:
+    @staticmethod
+    def get_context(method=None):
+        return _Context()
+
+
+@contextlib.contextmanager
+def _in_process(*modules) -> Iterator[None]:
+    saved = [(m, m.multiprocessing) for m in modules]
+    try:
+        for m in modules:
+            m.multiprocessing = _MultiprocessingShim
+        yield
+    finally:
+        for m, orig in saved:
+            m.multiprocessing = orig
+
+
+# ------------------------------------------------------------------ planning
+def _source_key(dataset: DatasetRef, config: str, cpu: CpuConfig | None) -> dict:
+    src = json.loads((dataset.raw_folder / "deepstationing_source.json").read_text())
+    key = {"source": src, "config": config, "cpu": cpu.to_json() if cpu else None}
+    return json.loads(json.dumps(key))  # tuples -> lists, as read back from disk
+
+
+def plan_and_preprocess(workspace: Workspace, dataset: DatasetRef, config: str = "cpu",
+                        cpu: CpuConfig | None = None, *, verbose: bool = False) -> PlansRef:
+    """Fingerprint, plan and preprocess ``dataset`` (skipped if already done for these inputs).
+
+    Also writes ``splits_final.json`` from the cohort folds, so nnU-Net's fold ``k`` trains
+    on every case not held out in fold ``k`` and validates on the held-out ones.
+    """
+    if config not in CONFIGS:
+        raise ValueError(f"unknown config {config!r}; use one of {CONFIGS}")
+    if config == "cpu":
+        cpu = cpu or CpuConfig()
+    else:
+        cpu = None
+    plans_id = CPU_PLANS if config == "cpu" else FULL_PLANS
+    ref = PlansRef(dataset, plans_id, CONFIGURATION, config, cpu)
+    pre = workspace.preprocessed / dataset.name
+    marker = pre / f"deepstationing_{plans_id}.json"
+    key = _source_key(dataset, config, cpu)
+    if marker.exists() and json.loads(marker.read_text()) == key:
+        return ref
+    prepare_nnunet_import()
+    with nnunet_environment(workspace, n_proc_da=1):
+        import nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor as fpe_mod
+        import nnunetv2.preprocessing.preprocessors.default_preprocessor as pp_mod
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+            extract_fingerprint_dataset,
+            plan_experiment_dataset,
+            preprocess_dataset,
+        )
+
+        with _in_process(fpe_mod, pp_mod), _quiet(verbose):
+            if marker.exists():
+                marker.unlink()
+            extract_fingerprint_dataset(dataset.id, _lean_extractor(), num_processes=1,
+                                        clean=True, verbose=False, show_progress_bar=False)
+            plan_experiment_dataset(dataset.id)
+            if config == "cpu":
+                _write_cpu_plans(pre, cpu)
+            preprocess_dataset(dataset.id, plans_id, configurations=(CONFIGURATION,),
+                               num_processes=[1], verbose=False, show_progress_bar=False)
+    _write_splits(pre, dataset)
+    write_json_atomic(key, marker)
+    return ref
+
+
+def _lean_extractor():
+    from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import (
+        DatasetFingerprintExtractor,
+    )
+
+    class _LeanFingerprintExtractor(DatasetFingerprintExtractor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.num_foreground_voxels_for_intensitystats = FINGERPRINT_SAMPLES
+
+    return _LeanFingerprintExtractor
+
+
+def _write_cpu_plans(pre: Path, cpu: CpuConfig) -> None:
+    plans = json.loads((pre / f"{FULL_PLANS}.json").read_text())
+    conf = dict(plans["configurations"][CONFIGURATION])
+    div = cpu.divisor()
+    patch = [max(d, (int(p) // d) * d) for p, d in zip(cpu.patch_size, div)]
+    conf["patch_size"] = patch
+    conf["batch_size"] = int(cpu.batch_size)
+    conf["data_identifier"] = f"{CPU_PLANS}_{CONFIGURATION}"
+    arch = json.loads(json.dumps(conf["architecture"]))
+    arch["arch_kwargs"].update(cpu.arch_kwargs_update(patch))
+    conf["architecture"] = arch
+    plans["configurations"] = {CONFIGURATION: conf}
+    plans["plans_name"] = CPU_PLANS
+    write_json_atomic(plans, pre / f"{CPU_PLANS}.json")
+
+
+def _write_splits(pre: Path, dataset: DatasetRef) -> None:
+    folds = folds_of(dataset)
+    known = sorted({f for f in folds.values() if f is not None})
+    n = max(known) + 1 if known else 0
+    splits = [{"train": [c for c, f in folds.items() if f != k],
+               "val": [c for c, f in folds.items() if f == k]} for k in range(n)]
+    write_json_atomic(splits, pre / "splits_final.json")
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool) -> Iterator[None]:
+    """nnU-Net prints a lot on stdout; keep it out of the user's way unless verbose."""
+    if verbose:
+        yield
+        return
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield

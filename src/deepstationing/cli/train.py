@@ -1,0 +1,136 @@
+"""``deepstationing train organs|stations``: train the nnU-Net stages on a cohort."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from deepstationing.backbone.env import DEFAULT_WORKDIR
+
+DESCRIPTION = """\
+Train the organ cascade or the station network on a cohort (nnU-Net v2 backbone).
+
+  organs    anchor organs (CT -> 11 anchors), then non-anchor organs (CT + one channel per
+            anchor -> 11 non-anchors); or the single 22-organ network (--stages single)
+  stations  CT + organ channels -> 12 stations (--channels)
+
+Folds come from the cohort's manifest (patient level): fold K trains on all other folds and
+validates on fold K. Everything (nnU-Net's raw/preprocessed/results folders, the trained
+model) goes under --workdir; nnU-Net environment variables are set for you.
+
+Training on *predicted* organ channels (--anchor-channels pred, --channels pred:...) uses
+out-of-fold predictions: each case's channels come from the earlier stage's model of the
+fold that held that case out. The earlier stage is therefore needed on every fold; missing
+folds are trained first, automatically, with the same settings.
+
+An interrupted run continues from its last checkpoint when the same command is re-run.
+"""
+
+EPILOG = """\
+examples:
+  deepstationing train organs --cohort phantom/ --fold 0 --config cpu
+  deepstationing train organs --cohort phantom/ --fold 0 --stages single
+  deepstationing train stations --cohort phantom/ --fold 0 --channels pred:all
+  deepstationing train stations --cohort phantom/ --fold 0 --channels none \\
+      --model runs/models/ct-only
+  deepstationing train stations --cohort data/ --fold all --config full --device cuda
+
+channel specs (--channels):
+  none                 CT only
+  gt:all | pred:all    CT + 22 organs (ground truth / out-of-fold cascade predictions)
+  pred:top6            CT + the paper's auto-searched 6 organs
+  pred:esophagus,heart CT + a list of organ keys (see 'deepstationing rules --help')
+
+configs (--config):
+  cpu   small PlainConvUNet (8-16-32-64 features, 32x64x64 patch, batch 2); default budget
+        50 epochs x 25 iterations; minutes per stage on 2 cores for the phantom small preset
+  full  nnU-Net's own 3d_fullres planning and 1000 x 250 training, for a GPU, as in the paper
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train the organ cascade / station network (nnU-Net)",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("organs", "stations"), help="which network(s) to train")
+    parser.add_argument("--cohort", required=True, metavar="DIR",
+                        help="cohort folder (manifest.json + case folders)")
+    parser.add_argument("--fold", required=True, metavar="K",
+                        help="held-out fold (0..n_folds-1), or 'all' for every fold")
+    parser.add_argument("--config", choices=("cpu", "full"), default="cpu",
+                        help="network/training configuration (default: cpu)")
+    parser.add_argument("--channels", default="pred:all", metavar="SPEC",
+                        help="stations only: organ input channels (default: pred:all)")
+    parser.add_argument("--stages", default="cascade", metavar="LIST",
+                        help="organs only: 'cascade' (anchor,nonanchor; default), 'single', "
+                             "'all', or a comma list of anchor,nonanchor,single")
+    parser.add_argument("--anchor-channels", choices=("pred", "gt"), default="pred",
+                        help="organs only: anchor channels of the non-anchor stage "
+                             "(default: out-of-fold predictions)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs (default: 50 for cpu, 1000 for full)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="iterations per epoch (default: 25 for cpu, 250 for full)")
+    parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR),
+                        help=f"workspace folder (default: ./{DEFAULT_WORKDIR})")
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help="model folder to train into (default: WORKDIR/models/"
+                             "<cohort>-<config>)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default: 1)")
+    parser.add_argument("--verbose", action="store_true", help="show nnU-Net's own output")
+    parser.set_defaults(func=run)
+
+
+def _stages(text: str) -> tuple[str, ...]:
+    t = text.strip().lower()
+    if t == "cascade":
+        return ("anchor", "nonanchor")
+    if t == "all":
+        return ("anchor", "nonanchor", "single")
+    parts = tuple(s.strip() for s in t.split(",") if s.strip())
+    bad = [s for s in parts if s not in ("anchor", "nonanchor", "single")]
+    if bad or not parts:
+        raise SystemExit(f"deepstationing train: error: unknown stage(s) {bad or [text]}; "
+                         "use cascade, single, all or anchor,nonanchor,single")
+    return parts
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepstationing.backbone.channels import ChannelSpec
+    from deepstationing.backbone.train import TrainBudget
+    from deepstationing.data.cohort import Cohort
+    from deepstationing.errors import InputError
+    from deepstationing.organs.cascade import TrainOptions, default_model_dir, train_organs
+
+    cohort = Cohort(args.cohort)
+    if args.fold == "all":
+        folds = sorted({c.fold for c in cohort if c.fold is not None})
+    else:
+        try:
+            folds = [int(args.fold)]
+        except ValueError:
+            raise InputError(cohort.root, f"--fold {args.fold!r}: expected an integer or "
+                                          "'all'") from None
+        cohort.test_ids(folds[0])
+    try:
+        spec = ChannelSpec.parse(args.channels)
+    except ValueError as exc:
+        raise InputError(None, f"--channels: {exc}") from None
+    opts = TrainOptions(workdir=args.workdir, config=args.config,
+                        budget=TrainBudget(args.epochs, args.iterations), device=args.device,
+                        threads=args.threads, verbose=args.verbose)
+    model_dir = args.model or default_model_dir(opts.workspace, cohort, args.config)
+    for fold in folds:
+        if args.what == "organs":
+            train_organs(cohort, fold, options=opts, model_dir=model_dir,
+                         stages=_stages(args.stages), anchor_source=args.anchor_channels)
+        else:
+            from deepstationing.stations.network import train_stations
+
+            train_stations(cohort, fold, channels=spec, options=opts, model_dir=model_dir)
+    print(f"model: {model_dir}", file=sys.stderr)
+    print(f"predict with: deepstationing predict CT -o OUT --model {model_dir}", file=sys.stderr)
+    return 0

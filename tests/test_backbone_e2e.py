@@ -1,0 +1,280 @@
+"""End to end: train anchor -> non-anchor -> stations on tiny phantom cases, then predict.
+
+Six phantom cases at a coarse spacing; minimal budget (1 epoch x 2 iterations, a 16x32x32
+patch, a 3-level 4-8-16 network): the
+models are not accurate; the tests check the plumbing — out-of-fold channels, resume,
+geometry, label sets, orientation — with known answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepstationing import schema
+from deepstationing.backbone.env import Workspace
+from deepstationing.backbone.model import ModelFolder
+from deepstationing.backbone.plans import CpuConfig
+from deepstationing.backbone.predict import StagePredictor
+from deepstationing.backbone.train import TrainBudget, checkpoint_epoch
+from deepstationing.backbone.trainers.deepstationing_trainers import RUNS_FILE, TrainingStopped
+from deepstationing.cli.main import main
+from deepstationing.data.cohort import Cohort
+from deepstationing.data.image import Image, check_same_geometry, read_image
+from deepstationing.data.phantom import generate_cohort
+from deepstationing.errors import InputError
+from deepstationing.organs.cascade import (
+    ANCHOR,
+    NON_ANCHOR,
+    OrganCascade,
+    TrainOptions,
+    train_organs,
+)
+from deepstationing.stations.network import StationParser, train_stations
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+LUNG2 = REAL / "pyradiomics_thorax" / "lung2_image.nrrd"
+IBSI_DICOM = REAL / "ibsi_ct_phantom" / "dicom" / "image"
+TINY = CpuConfig(patch_size=(16, 32, 32), features=(4, 8, 16), batch_size=2)
+N_CASES = 6
+COARSE = (5.6, 5.6, 10.0)  # (x, y, z) mm: 64 x 64 x ~36 voxels per case
+
+
+def make_cohort(out: Path, n: int = N_CASES) -> Cohort:
+    """Tiny phantom cases: the small preset's field of view at half its resolution."""
+    return generate_cohort(out, n, seed=0, preset="small", spacing=COARSE, n_folds=4,
+                           workers=1, progress=False)
+
+
+def _options(workdir: Path, **kw) -> TrainOptions:
+    return TrainOptions(workdir=workdir, config="cpu", cpu=TINY,
+                        budget=kw.pop("budget", TrainBudget(1, 2, 1)), progress=None, **kw)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Cohort:
+    return make_cohort(tmp_path_factory.mktemp("cohort") / "phantom")
+
+
+@pytest.fixture(scope="module")
+def trained(cohort, tmp_path_factory):
+    opts = _options(tmp_path_factory.mktemp("runs"))
+    model = train_organs(cohort, 0, options=opts)  # non-anchor on out-of-fold anchors
+    model = train_stations(cohort, 0, channels="pred:all", options=opts, model_dir=model.root)
+    return opts, model
+
+
+def test_cascade_trains_every_stage_and_the_needed_folds(trained, cohort):
+    _, model = trained
+    folds = sorted({c.fold for c in cohort})
+    reopened = ModelFolder.open(model.root)
+    assert reopened.stage_names == ["anchor", "nonanchor", "stations"]
+    # predicted channels for fold 0 need the earlier stages on every fold
+    assert reopened.stage(ANCHOR).folds == folds
+    assert reopened.stage(NON_ANCHOR).folds == folds
+    assert reopened.stage("stations").folds == [0]
+    assert reopened.stage(NON_ANCHOR).channels.organs == schema.ANCHOR_ORGANS
+    assert str(reopened.stage("stations").channels) == "pred:all"
+    for stage in ("anchor", "nonanchor", "stations"):
+        for f in reopened.stage(stage).folds:
+            assert reopened.checkpoint(stage, f).exists()
+
+
+def test_channels_are_out_of_fold(trained, cohort):
+    opts, model = trained
+    ws: Workspace = opts.workspace
+    # every exported training case names the fold model that produced its channels
+    seen = {}
+    for src in ws.raw.glob("Dataset*/deepstationing_source.json"):
+        data = json.loads(src.read_text())
+        stage = data["key"].split("|")[0]
+        for c in data["cases"]:
+            if c["channel_origin"] is not None:
+                seen.setdefault(stage, {})[c["id"]] = c["channel_origin"]
+    assert set(seen) == {"nonanchor", "stations"}
+    for case in cohort:
+        assert seen["nonanchor"][case.id] == f"anchor fold {case.fold}"
+        assert seen["stations"][case.id] == f"cascade fold {case.fold}"
+    # the cached prediction files record the checkpoints and are reproduced by that fold
+    prov_files = sorted(ws.predictions.glob("*/*/provenance.json"))
+    assert {p.parent.name for p in prov_files} == {"anchor", "anchor+nonanchor"}
+    anchor_dir = next(p.parent for p in prov_files if p.parent.name == "anchor")
+    prov = json.loads((anchor_dir / "provenance.json").read_text())
+    for case in cohort:
+        assert prov[case.id]["fold"] == case.fold
+        assert f"fold_{case.fold}" in prov[case.id]["checkpoints"]["anchor"]
+    case = next(iter(cohort))
+    again = OrganCascade(model, [case.fold], use="cascade")
+    again_anchor = again.predictors[ANCHOR].predict(
+        read_image(case.ct).array.astype(np.float32)[None], read_image(case.ct).array_spacing)
+    from deepstationing.organs.cascade import ANCHOR_LABELS
+
+    cached = read_image(anchor_dir / f"{case.id}.nii.gz", label=True).array
+    assert np.array_equal(ANCHOR_LABELS.to_schema(again_anchor), cached)
+
+
+def test_predict_held_out_case_cli(trained, cohort, tmp_path, capsys):
+    _, model = trained
+    case = cohort.case(cohort.test_ids(0)[0])
+    out = tmp_path / "pred"
+    assert main(["predict", str(case.ct), "-o", str(out), "--model", str(model.root)]) == 0
+    err = capsys.readouterr().err
+    assert "organs (cascade)" in err and "stations (CT + 22 organ channels)" in err
+    ct = read_image(case.ct)
+    organs = read_image(out / "organs.nii.gz", label=True)
+    stations = read_image(out / "stations.nii.gz", label=True)
+    check_same_geometry(ct, organs)
+    check_same_geometry(ct, stations)
+    assert set(np.unique(organs.array)) <= {0, *schema.ORGANS.ids}
+    assert set(np.unique(stations.array)) <= {0, *schema.STATIONS.ids}
+
+
+def test_predict_with_given_organs_uses_them(trained, cohort, tmp_path):
+    _, model = trained
+    case = cohort.case(cohort.test_ids(0)[0])
+    out = tmp_path / "given"
+    assert main(["predict", str(case.ct), "-o", str(out), "--model", str(model.root),
+                 "--organs", str(case.organs)]) == 0
+    given = read_image(case.organs, label=True)
+    written = read_image(out / "organs.nii.gz", label=True)
+    check_same_geometry(given, written)
+    assert np.array_equal(written.array, given.array)  # passed through, not re-predicted
+
+
+def test_wrong_channel_count_is_a_clear_error(trained):
+    _, model = trained
+    pred = StagePredictor(model.stage_folder("stations"), [0])
+    assert pred.n_channels == 23
+    with pytest.raises(InputError, match="expects 23 input channel"):
+        pred.predict(np.zeros((2, 8, 16, 16), np.float32), (5.0, 2.0, 2.0), source="x.nii.gz")
+
+
+def test_predict_rejects_multichannel_input(trained, tmp_path, capsys):
+    import SimpleITK as sitk
+
+    _, model = trained
+    four_d = tmp_path / "two_channels.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 4, 8, 8), np.int16), isVector=False),
+                    str(four_d))  # 4D: two channels of a 4 x 8 x 8 volume
+    out = tmp_path / "o"
+    assert main(["predict", str(four_d), "-o", str(out), "--model", str(model.root)]) == 2
+    err = capsys.readouterr().err
+    assert "two_channels.nii.gz" in err and "expected 3D" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_resume_continues_from_last_checkpoint(cohort, tmp_path):
+    budget = TrainBudget(3, 2, 1)
+    interrupted = _options(tmp_path / "runs", budget=budget, stop_after_epochs=1)
+    with pytest.raises(TrainingStopped):
+        train_organs(cohort, 1, options=interrupted, stages=("anchor",))
+    fold_dir = next((tmp_path / "runs" / "nnunet_results").glob("Dataset*/*/fold_1"))
+    assert checkpoint_epoch(fold_dir / "checkpoint_latest.pth") == 1
+    assert not (fold_dir / "checkpoint_final.pth").exists()
+    model = train_organs(cohort, 1, options=_options(tmp_path / "runs", budget=budget),
+                         stages=("anchor",))
+    runs = json.loads((fold_dir / RUNS_FILE).read_text())
+    assert [(r["start_epoch"], r["end_epoch"], r["finished"]) for r in runs] == [
+        (0, 1, False), (1, 3, True)]
+    assert checkpoint_epoch(model.checkpoint(ANCHOR, 1)) == 3
+
+
+@pytest.mark.skipif(not LUNG2.exists(), reason=f"real CT fixture absent ({LUNG2})")
+def test_predict_real_ct_keeps_geometry(trained, tmp_path):
+    _, model = trained
+    out = tmp_path / "real"
+    assert main(["predict", str(LUNG2), "-o", str(out), "--model", str(model.root)]) == 0
+    ct = read_image(LUNG2)
+    for name, labels in (("organs", schema.ORGANS), ("stations", schema.STATIONS)):
+        img = read_image(out / f"{name}.nii.gz", label=True)
+        check_same_geometry(ct, img)
+        assert set(np.unique(img.array)) <= {0, *labels.ids}
+
+
+@pytest.mark.skipif(not LUNG2.exists(), reason=f"real CT fixture absent ({LUNG2})")
+def test_real_ct_left_right_preserved(trained):
+    """The same world image stored x-flipped gets the same labels at the same world points."""
+    _, model = trained
+    full = read_image(LUNG2)
+    zs, ys, xs = slice(25, 37), slice(128, 384), slice(96, 416)
+    crop = Image(full.array[zs, ys, xs], full.spacing,
+                 full.index_to_world((zs.start, ys.start, xs.start)), full.direction)
+    d = np.asarray(full.direction).reshape(3, 3).copy()
+    d[:, 0] *= -1  # index x now runs towards patient right
+    nx = crop.shape[2]
+    flipped = Image(crop.array[:, :, ::-1].copy(), crop.spacing,
+                    crop.index_to_world((0, 0, nx - 1)), d.ravel())
+    parser = StationParser(model, [0])
+    organs_a, stations_a = parser.predict(crop)
+    organs_b, stations_b = parser.predict(flipped)
+    check_same_geometry(crop, organs_a)
+    check_same_geometry(flipped, stations_b)
+    # an (untrained) network is a spatially varying function: the check is not vacuous
+    assert len(np.unique(organs_a.array)) > 1
+    assert np.array_equal(organs_b.array[:, :, ::-1], organs_a.array)
+    assert np.array_equal(stations_b.array[:, :, ::-1], stations_a.array)
+    # world check: voxel (z, y, 0) of the flipped image is voxel (z, y, nx-1) of the crop
+    assert np.allclose(flipped.index_to_world((3, 7, 0)), crop.index_to_world((3, 7, nx - 1)))
+
+
+@pytest.mark.skipif(not IBSI_DICOM.exists(), reason=f"real DICOM fixture absent ({IBSI_DICOM})")
+def test_predict_dicom_folder(trained, tmp_path):
+    _, model = trained
+    out = tmp_path / "dicom"
+    assert main(["predict", str(IBSI_DICOM), "-o", str(out), "--model", str(model.root)]) == 0
+    ct = read_image(IBSI_DICOM)
+    check_same_geometry(ct, read_image(out / "stations.nii.gz", label=True))
+    check_same_geometry(ct, read_image(out / "organs.nii.gz", label=True))
+
+
+def test_cli_train_anchor_stage(cohort, tmp_path, capsys):
+    work = tmp_path / "runs"
+    rc = main(["train", "organs", "--cohort", str(cohort.root), "--fold", "2", "--stages",
+               "anchor", "--epochs", "1", "--iterations", "1", "--workdir", str(work)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "[anchor fold 2]" in err and "epoch 1/1" in err
+    model = ModelFolder.open(work / "models" / f"{cohort.root.name}-cpu")
+    assert model.stage_names == ["anchor"] and model.stage(ANCHOR).folds == [2]
+    assert model.stage(ANCHOR).extra["cpu"]["patch_size"] == [32, 64, 64]
+    assert checkpoint_epoch(model.checkpoint(ANCHOR, 2)) == 1
+    # a re-run finds the fold trained and does nothing
+    assert main(["train", "organs", "--cohort", str(cohort.root), "--fold", "2", "--stages",
+                 "anchor", "--epochs", "1", "--iterations", "1", "--workdir", str(work)]) == 0
+    assert "training" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resume_after_killed_process(cohort, tmp_path):
+    """A real interruption: kill the training process mid-run, re-run the same command."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    work = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "deepstationing", "train", "organs", "--cohort",
+           str(cohort.root), "--fold", "3", "--stages", "anchor", "--epochs", "6",
+           "--iterations", "3", "--workdir", str(work)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = None
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        found = list((work / "nnunet_results").glob("Dataset*/*/fold_3/checkpoint_latest.pth"))
+        if found and checkpoint_epoch(found[0]) >= 2:  # written atomically: safe to read
+            latest = found[0]
+            break
+        time.sleep(0.5)
+    assert latest is not None, "training finished or stalled before a checkpoint appeared"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = checkpoint_epoch(latest)
+    assert not (latest.parent / "checkpoint_final.pth").exists()
+    assert subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    runs = json.loads((latest.parent / RUNS_FILE).read_text())
+    assert runs[-1]["start_epoch"] >= done and runs[-1]["finished"]
+    assert checkpoint_epoch(latest.parent / "checkpoint_final.pth") == 6
