@@ -236,3 +236,19 @@ def test_label_geometry_mismatch_names_the_label_file(tmp_path):
         with pytest.raises(InputError, match=rf"{name}: geometry mismatch: {name.split('.')[0]}"):
             check_same_geometry(read_image(tmp_path / "ct.nii.gz"),
                                 read_image(tmp_path / name, label=True))
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from deepstationing.data.atomic import write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        img_path = write_image(Image(np.zeros((2, 3, 4), np.int16)), tmp_path / "a.nii.gz")
+        json_path = write_json_atomic({"a": 1}, tmp_path / "a.json")
+    finally:
+        os.umask(old)
+    for p in (img_path, json_path):  # not mkstemp's owner-only 0600
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p

@@ -17,7 +17,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_text_atomic", "write_json_atomic"]
+__all__ = ["write_text_atomic", "write_json_atomic", "publish"]
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename a finished temporary file onto ``path`` with ordinary permissions.
+
+    :func:`tempfile.mkstemp` creates files readable by their owner only; a published file
+    gets the permissions a plain ``open(path, "w")`` would give (0666 less the umask).
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
@@ -28,7 +40,7 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             fh.write(text)
-        os.replace(tmp, p)
+        publish(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

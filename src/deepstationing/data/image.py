@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from deepstationing.data.atomic import publish
 from deepstationing.errors import InputError
 
 __all__ = [
@@ -343,7 +344,7 @@ def write_image(image: Image, path: str | os.PathLike, *, compression_level: int
                 shutil.copyfileobj(raw, out, length=8 << 20)
         else:
             sitk.WriteImage(image.to_sitk(), tmps[0], True, compression_level)
-        os.replace(tmps[-1], p)
+        publish(tmps[-1], p)
     finally:
         for tmp in tmps:
             if os.path.exists(tmp):
