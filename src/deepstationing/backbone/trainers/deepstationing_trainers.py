@@ -27,6 +27,8 @@ from pathlib import Path
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from deepstationing.data.atomic import write_json_atomic
+
 __all__ = ["DeepStationingTrainer", "DeepStationingTrainerCPU", "TrainingStopped", "RUNS_FILE"]
 
 RUNS_FILE = "deepstationing_runs.json"
@@ -79,10 +81,7 @@ class DeepStationingTrainer(nnUNetTrainer):
         return json.loads(p.read_text()) if p.exists() else []
 
     def _write_runs(self, runs: list[dict]) -> None:
-        p = self._runs_path()
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps(runs, indent=2))
-        os.replace(tmp, p)
+        write_json_atomic(runs, self._runs_path())
 
     def run_training(self):
         self._run_start_epoch = int(self.current_epoch)
