@@ -16,7 +16,7 @@ from deepstationing.data.image import (
     read_image,
     write_image,
 )
-from deepstationing.errors import InputError
+from deepstationing.errors import InputError, OutputError
 
 IBSI_DICOM = "ibsi_ct_phantom/dicom/image"
 
@@ -71,7 +71,7 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sitk, "WriteImage", boom)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(OutputError, match=r"x\.nii\.gz: cannot write \(disk full\)"):
         write_image(Image(np.zeros((2, 3, 4), np.int16)), target)
     monkeypatch.undo()
     assert read_image(target).array.max() == 3

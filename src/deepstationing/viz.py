@@ -23,15 +23,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from deepstationing.data.image import Image, check_same_geometry  # noqa: E402
-from deepstationing.schema import ORGANS, STATIONS, LabelSet  # noqa: E402
+from deepstationing.data.atomic import atomic_output
+from deepstationing.data.image import Image, check_same_geometry
+from deepstationing.schema import ORGANS, STATIONS, LabelSet
 
 __all__ = ["render_case", "default_views", "WINDOW"]
 
@@ -144,8 +142,7 @@ def render_case(out_png: str | os.PathLike, *, ct: Image | None = None,
     if not rows:
         rows.append(("CT", None, None))
     ncol = len(axial) + 2
-    fig = plt.figure(figsize=(3.0 * ncol + 3.2, 3.2 * len(rows) + 0.6), dpi=dpi,
-                     facecolor=_BG)
+    fig = Figure(figsize=(3.0 * ncol + 3.2, 3.2 * len(rows) + 0.6), dpi=dpi, facecolor=_BG)
     gs = fig.add_gridspec(len(rows), ncol + 1, width_ratios=[1] * ncol + [1.05],
                           left=0.01, right=0.995, top=1 - 0.5 / (3.2 * len(rows) + 0.6),
                           bottom=0.01, wspace=0.03, hspace=0.08)
@@ -204,7 +201,6 @@ def render_case(out_png: str | os.PathLike, *, ct: Image | None = None,
     if title:
         fig.suptitle(title, color="white", fontsize=11, y=0.998, va="top")
     out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi, facecolor=_BG)
-    plt.close(fig)
+    with atomic_output(out) as staged:  # a Figure without pyplot: no global backend change
+        fig.savefig(staged.path, dpi=dpi, facecolor=_BG, format=out.suffix[1:].lower() or "png")
     return out

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from deepstationing.data.atomic import write_text_atomic
 from deepstationing.errors import InputError
 
 
@@ -53,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not (out / "demo.txt").exists():
         raise InputError(out, "folder exists, is not empty and is not a demo output; "
                               "choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "demo.txt").write_text("output of 'deepstationing demo'\n")
+    write_text_atomic("output of 'deepstationing demo'\n", out / "demo.txt")
     cohort_dir, rules_dir, eval_dir = out / "cohort", out / "rules", out / "evaluation"
     for old in (rules_dir, eval_dir):  # outputs of an earlier demo run in this folder
         shutil.rmtree(old, ignore_errors=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from deepstationing.data.atomic import publish
-from deepstationing.errors import InputError
+from deepstationing.data.atomic import atomic_output
+from deepstationing.errors import InputError, OutputError
 
 __all__ = [
     "Image",
@@ -324,31 +323,28 @@ def write_image(image: Image, path: str | os.PathLike, *, compression_level: int
     zlib at ``compression_level``: ITK's own gzip stream ignores the level and is about 4x
     slower on noisy int16 CT (about 1 s for a 512 x 512 x 80 volume); the header and voxels
     are the same either way.
+
+    Raises:
+        OutputError: the file cannot be written (folder missing and not creatable, not a
+            folder, no permission, disk full); no temporary file is left behind and a
+            previous file at ``path`` is kept.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     name = p.name.lower()
     suffix = next((s for s in IMAGE_SUFFIXES if name.endswith(s)), p.suffix)
-    gz = suffix == ".nii.gz"
-    tmps: list[str] = []
-    try:
-        for sfx in ((".nii", ".nii.gz") if gz else (suffix,)):
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=sfx, dir=p.parent)
-            os.close(fd)
-            tmps.append(tmp)
-        if gz:
-            sitk.WriteImage(image.to_sitk(), tmps[0], False)
-            level = compression_level
-            with open(tmps[0], "rb") as raw, open(tmps[1], "wb") as fh, \
-                    gzip.GzipFile("", "wb", level, fh, mtime=0) as out:
-                shutil.copyfileobj(raw, out, length=8 << 20)
-        else:
-            sitk.WriteImage(image.to_sitk(), tmps[0], True, compression_level)
-        publish(tmps[-1], p)
-    finally:
-        for tmp in tmps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    sitk_image = image.to_sitk()
+    with atomic_output(p, suffix=suffix) as out:
+        try:
+            if suffix == ".nii.gz":
+                raw_nii = out.scratch(".nii")
+                sitk.WriteImage(sitk_image, raw_nii, False)
+                with open(raw_nii, "rb") as raw, open(out.path, "wb") as fh, \
+                        gzip.GzipFile("", "wb", compression_level, fh, mtime=0) as gz:
+                    shutil.copyfileobj(raw, gz, length=8 << 20)
+            else:
+                sitk.WriteImage(sitk_image, out.path, True, compression_level)
+        except RuntimeError as exc:  # ITK's writers report some I/O errors this way
+            raise OutputError(p, f"cannot write ({_first_line(exc)})") from None
     return p
 
 

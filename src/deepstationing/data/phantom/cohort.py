@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from deepstationing import __version__
+from deepstationing.data.atomic import ensure_folder, remove_temporary_files
 from deepstationing.data.cohort import CASE_FILES, MANIFEST, Cohort, write_json_atomic
 from deepstationing.data.image import Image, write_image
 from deepstationing.data.phantom.anatomy import Anatomy, Grid, rasterize
@@ -157,8 +158,7 @@ def generate_case(index: int, *, seed: int = 0, preset: str = "small",
 
 def write_case(case: PhantomCase, folder: str | os.PathLike) -> Path:
     """Write a case's NIfTI files, ``nodes.json`` and ``meta.json`` into ``folder``."""
-    d = Path(folder)
-    d.mkdir(parents=True, exist_ok=True)
+    d = ensure_folder(folder)
     for role in ("ct", "organs", "stations", "nodes"):
         write_image(getattr(case, role), d / CASE_FILES[role])
     write_json_atomic(case.nodes_list, d / CASE_FILES["nodes_json"])
@@ -220,7 +220,7 @@ def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
             folder = out / str(e.get("id", ""))
             if str(e.get("id", "")).startswith("case_") and folder.is_dir():
                 shutil.rmtree(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out)
     sp = None if spacing is None else tuple(float(s) for s in spacing)
     jobs = [(i, int(seed), preset, sp, str(out)) for i in range(n_cases)]
     t0 = time.perf_counter()
@@ -232,10 +232,15 @@ def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
                   flush=True)
 
     if workers > 1 and n_cases > 1:
-        with get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
-            for i, dt in pool.imap_unordered(_work, jobs):
-                done += 1
-                report(i, dt)
+        try:
+            with get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
+                for i, dt in pool.imap_unordered(_work, jobs):
+                    done += 1
+                    report(i, dt)
+        except BaseException:  # the pool kills the other workers mid-write: tidy up
+            for i in range(n_cases):
+                remove_temporary_files(out / case_id(i))
+            raise
     else:
         for job in jobs:
             i, dt = _work(job)
