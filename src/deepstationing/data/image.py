@@ -35,6 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from deepstationing.data.atomic import atomic_output
+from deepstationing.data.headers import header_problem, payload_problem
 from deepstationing.errors import InputError, OutputError
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "read_dicom_series",
     "write_image",
     "check_same_geometry",
+    "geometry_problem",
     "IMAGE_SUFFIXES",
 ]
 
@@ -50,6 +52,39 @@ __all__ = [
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def geometry_problem(spacing: Sequence[float], origin: Sequence[float] = (0.0, 0.0, 0.0),
+                     direction: Sequence[float] = _IDENTITY, *, tol: float = 1e-3) -> str | None:
+    """What is wrong with a voxel geometry, or ``None``: spacing must be positive and finite,
+    the origin finite and the direction cosines an orthonormal matrix (within ``tol``).
+
+    >>> geometry_problem((0.7, 0.7, 5.0)) is None
+    True
+    >>> geometry_problem((0.7, 0.0, 5.0))
+    'zero voxel spacing (0.7, 0, 5) mm'
+    >>> geometry_problem((1, 1, 1), direction=(1, 0, 0, 1, 0, 0, 0, 0, 1))
+    'singular direction matrix (1, 0, 0, 1, 0, 0, 0, 0, 1): its axes are not independent'
+    """
+    sp = np.asarray(spacing, dtype=float)
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    if not np.all(np.isfinite(sp)):
+        return f"non-finite voxel spacing {_fmt(sp)} mm"
+    if np.any(sp == 0):
+        return f"zero voxel spacing {_fmt(sp)} mm"
+    if np.any(sp < 0):
+        return f"negative voxel spacing {_fmt(sp)} mm"
+    if not np.all(np.isfinite(np.asarray(origin, dtype=float))):
+        return f"non-finite origin {_fmt(origin)}"
+    if not np.all(np.isfinite(d)):
+        return f"non-finite direction matrix {_fmt(d.ravel())}"
+    if abs(np.linalg.det(d)) < 1e-6:
+        return f"singular direction matrix {_fmt(d.ravel())}: its axes are not independent"
+    deviation = float(np.abs(d.T @ d - np.eye(3)).max())
+    if deviation > tol:
+        return (f"direction matrix {_fmt(d.ravel())} is not orthonormal (axes sheared or "
+                f"scaled by up to {deviation:.3g})")
+    return None
 
 
 @dataclass
@@ -80,8 +115,9 @@ class Image:
         self.direction = tuple(float(d) for d in np.asarray(self.direction).ravel())
         if len(self.spacing) != 3 or len(self.origin) != 3 or len(self.direction) != 9:
             raise ValueError("spacing and origin need 3 values and direction 9")
-        if min(self.spacing) <= 0:
-            raise InputError(self.path, f"non-positive voxel spacing {self.spacing}")
+        problem = geometry_problem(self.spacing, self.origin, self.direction)
+        if problem:
+            raise InputError(self.path, problem)
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -183,6 +219,9 @@ def read_image(path: str | os.PathLike, *, label: bool = False,
             raise InputError(p, "empty file")
         if p.name.lower().endswith(".dcm") or _looks_like_dicom(p):
             raise InputError(p, "a single DICOM file; pass the folder holding the whole series")
+        problem = header_problem(p)  # what ITK would read silently or explain badly
+        if problem:
+            raise InputError(p, problem)
         try:
             img = sitk.ReadImage(str(p))
         except RuntimeError as exc:
@@ -338,14 +377,24 @@ def write_image(image: Image, path: str | os.PathLike, *, compression_level: int
             if suffix == ".nii.gz":
                 raw_nii = out.scratch(".nii")
                 sitk.WriteImage(sitk_image, raw_nii, False)
+                _check_written(raw_nii, p)
                 with open(raw_nii, "rb") as raw, open(out.path, "wb") as fh, \
                         gzip.GzipFile("", "wb", compression_level, fh, mtime=0) as gz:
                     shutil.copyfileobj(raw, gz, length=8 << 20)
             else:
                 sitk.WriteImage(sitk_image, out.path, True, compression_level)
+                _check_written(out.path, p)
         except RuntimeError as exc:  # ITK's writers report some I/O errors this way
             raise OutputError(p, f"cannot write ({_first_line(exc)})") from None
     return p
+
+
+def _check_written(written: str, target: Path) -> None:
+    """ITK ignores failed writes (a full disk leaves a short file and no error): check."""
+    problem = payload_problem(written)
+    if problem:
+        raise OutputError(target, f"cannot write: the file came out incomplete, is the disk "
+                                  f"full? ({problem})")
 
 
 def check_same_geometry(reference: Image, other: Image, *, reference_name: str = "reference",
