@@ -25,6 +25,7 @@ Examples
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -35,6 +36,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from deepstationing.data.atomic import atomic_output
+from deepstationing.data.dicom_checks import (
+    check_files_left_out,
+    localizers,
+    pixel_spacing_problem,
+    read_headers,
+)
 from deepstationing.data.headers import header_problem, payload_problem
 from deepstationing.errors import InputError, OutputError
 
@@ -47,6 +54,8 @@ __all__ = [
     "geometry_problem",
     "IMAGE_SUFFIXES",
 ]
+
+log = logging.getLogger(__name__)
 
 #: File endings :func:`read_image` accepts (a folder is read as a DICOM series).
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -297,33 +306,63 @@ def read_dicom_series(folder: str | os.PathLike, *, modality: str | None = "CT")
 
     Checks that the folder holds exactly one series, that its modality is ``modality``
     (``None`` to accept any) and that its slices are evenly spaced with none missing.
+    A broken or truncated file (which GDCM would silently leave out) is an error naming it;
+    localizer (scout) images, recognised by ``ImageType`` LOCALIZER or by an orientation
+    other than the series', are left out with a logged warning naming them.
     """
-    import pydicom  # local: only DICOM users pay for it
-
     d = Path(folder)
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(d))
+    listed = {uid: list(reader.GetGDCMSeriesFileNames(str(d), uid)) for uid in series}
+    check_files_left_out(d, [f for files in listed.values() for f in files])
     if not series:
         raise InputError(d, "folder holds no DICOM image series")
+    headers = {uid: read_headers(files, d) for uid, files in listed.items()}
+    if len(series) > 1:  # a series of localizers only is not a candidate
+        scouts = [uid for uid in series if len(localizers(headers[uid])) == len(headers[uid])]
+        if 0 < len(scouts) < len(series):
+            log.warning("%s: left out %d localizer series (%s)", d, len(scouts),
+                        ", ".join(Path(f).name for uid in scouts for f in listed[uid]))
+            series = [uid for uid in series if uid not in scouts]
     if len(series) > 1:
         raise InputError(d, f"folder holds {len(series)} DICOM series; pass a folder with one")
-    files = list(reader.GetGDCMSeriesFileNames(str(d), series[0]))
+    files, headers_ = listed[series[0]], headers[series[0]]
+    scouts = localizers(headers_)
+    if scouts:
+        log.warning("%s: left out %d localizer image(s) (ImageType LOCALIZER or another "
+                    "orientation): %s", d, len(scouts),
+                    ", ".join(Path(files[i]).name for i in scouts))
+        keep = [i for i in range(len(files)) if i not in scouts]
+        # GDCM sorted the slices along the normal of whichever image came first: re-sort the
+        # remaining ones along the series' own normal, as GDCM's IPP sorter does
+        try:
+            order = sorted(keep, key=lambda i: _position_along_normal(headers_[i],
+                                                                      headers_[keep[0]]))
+        except (AttributeError, TypeError, ValueError):
+            raise InputError(d, "DICOM slices lack ImagePositionPatient/"
+                                "ImageOrientationPatient") from None
+        files, headers_ = [files[i] for i in order], [headers_[i] for i in order]
     if len(files) < 2:
         raise InputError(d, f"DICOM series has {len(files)} slice; expected a 3D series")
-    try:
-        headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
-    except Exception as exc:  # pydicom raises several types for broken files
-        raise InputError(d, f"broken DICOM file ({_first_line(exc)})") from None
-    found = str(getattr(headers[0], "Modality", "")).upper()
+    found = str(getattr(headers_[0], "Modality", "")).upper()
     if modality is not None and found != modality.upper():
         raise InputError(d, f"DICOM modality is {found or 'missing'}, expected {modality}")
-    _check_slice_positions(d, headers)
+    problem = pixel_spacing_problem(headers_)
+    if problem:
+        raise InputError(d, problem)
+    _check_slice_positions(d, headers_)
     reader.SetFileNames(files)
     try:
         img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(d, f"unreadable DICOM series ({_first_line(exc)})") from None
     return Image.from_sitk(img, path=str(d))
+
+
+def _position_along_normal(header, reference) -> float:
+    orient = np.asarray(reference.ImageOrientationPatient, dtype=float)
+    return float(np.asarray(header.ImagePositionPatient, dtype=float)
+                 @ np.cross(orient[:3], orient[3:]))
 
 
 def _check_slice_positions(d: Path, headers: list) -> None:
