@@ -65,3 +65,58 @@ def test_view_rejects_mismatched_geometry(case_dir, tmp_path):
 
     with pytest.raises(InputError):
         render_case(tmp_path / "bad.png", ct=ct, stations=bad)
+
+
+# ---------------------------------------------------------------- positional CT
+def _view(argv, capsys):
+    from deepstationing.cli.main import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_view_positional_ct_file_draws_the_ct(case_dir, tmp_path, capsys):
+    out = tmp_path / "ct.png"
+    code, err = _view(["view", case_dir / "ct.nii.gz", "-o", out], capsys)
+    assert code == 0, err
+    img = mpimg.imread(out)
+    # one row (the CT alone): 5 panels + legend column
+    assert img.shape[:2] == (int(round((3.2 + 0.6) * 100)), int(round((3.0 * 5 + 3.2) * 100)))
+    assert img[..., :3].std() > 0.05
+    for s in STATIONS:  # no overlay colours without label maps
+        assert not _has_colour(img, s.color, tol=0.004), s.key
+
+
+def test_view_positional_ct_with_overlays(case_dir, tmp_path, capsys):
+    out = tmp_path / "ct_st.png"
+    code, err = _view(["view", case_dir / "ct.nii.gz", "--stations",
+                       case_dir / "stations.nii.gz", "-o", out], capsys)
+    assert code == 0, err
+    img = mpimg.imread(out)
+    assert img.shape[0] == int(round((3.2 + 0.6) * 100))  # one row: the stations
+    st = read_image(case_dir / "stations.nii.gz", label=True).array
+    for s in STATIONS:
+        if (st == s.id).any():
+            assert _has_colour(img, s.color), s.key
+
+
+def test_view_positional_dicom_folder(real_path, tmp_path, capsys):
+    out = tmp_path / "dicom.png"
+    code, err = _view(["view", real_path("ibsi_ct_phantom/dicom/image"), "-o", out], capsys)
+    assert code == 0, err
+    assert mpimg.imread(out)[..., :3].std() > 0.05
+
+
+def test_view_positional_errors(case_dir, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = _view(["view", empty, "-o", tmp_path / "x.png"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"deepstationing: error: {empty}: neither a case folder (ct.nii.gz, organs.nii.gz, "
+        "stations.nii.gz) nor a DICOM series folder")
+    code, err = _view(["view", tmp_path / "nope.nii.gz", "-o", tmp_path / "x.png"], capsys)
+    assert code == 2 and "nope.nii.gz: no such file or folder" in err
+    code, err = _view(["view", case_dir / "ct.nii.gz", "--ct", case_dir / "ct.nii.gz", "-o",
+                       tmp_path / "x.png"], capsys)
+    assert code == 2 and "two CTs given" in err
+    assert not (tmp_path / "x.png").exists()

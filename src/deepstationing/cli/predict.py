@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deepstationing.backbone.model import HOW_TO_TRAIN, ModelFolder
-    from deepstationing.data.image import read_image, write_image
+    from deepstationing.data.image import read_ct, read_image, write_image
     from deepstationing.errors import InputError
 
     if args.model is None:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
               flush=True)
 
     say(f"reading {args.input}")
-    ct = read_image(args.input)
+    ct = read_ct(args.input)  # warns (stderr) when it does not look like a CT in HU
     organs = read_image(args.organs, label=True) if args.organs else None
     from deepstationing.stations.network import StationParser
 

@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from deepstationing.data.cohort import write_json_atomic
-from deepstationing.data.image import Image, check_same_geometry, read_image, write_image
+from deepstationing.data.image import (
+    Image,
+    check_same_geometry,
+    read_ct,
+    read_image,
+    write_image,
+)
 from deepstationing.errors import InputError
 from deepstationing.schema import ORGANS
 
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     organs_path = Path(args.organs)
     if not organs_path.exists():
         raise InputError(organs_path, "no such file or folder")
-    ct = read_image(args.ct) if args.ct else None
+    ct = (read_image if args.quiet else read_ct)(args.ct) if args.ct else None
     organs, exclude, notes = _read_organs(organs_path, ct)
     result = rule_stations(organs, ct=ct, exclude=exclude)
     out = write_image(result.stations.with_array(result.stations.array.astype(np.uint8)),

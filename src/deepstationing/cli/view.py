@@ -5,22 +5,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import SimpleITK as sitk
+
 from deepstationing.data.cohort import CASE_FILES
-from deepstationing.data.image import read_image
+from deepstationing.data.image import read_ct, read_image
 from deepstationing.errors import InputError
 
 DESCRIPTION = """\
 Render axial, coronal and sagittal slices of a case with organ and station overlays and a
 legend (mediastinal window W400/L40, radiological display: patient right on the image left).
 
-Give a case folder of a cohort (reads ct/organs/stations .nii.gz from it), or any subset of
---ct, --organs and --stations. --compare adds a row with a second station map (a rule
-baseline, a prediction) on the same slices, so the two can be compared.
+Give a case folder of a cohort (reads ct/organs/stations .nii.gz from it), a CT (an image
+file or a DICOM series folder), or any subset of --ct, --organs and --stations. --compare adds
+a row with a second station map (a rule baseline, a prediction) on the same slices, so the
+two can be compared.
 """
 
 EPILOG = """\
 examples:
   deepstationing view phantom_small/case_000 -o case.png
+  deepstationing view ct.nii.gz -o ct.png
+  deepstationing view dicom_folder/ --stations pred/stations.nii.gz -o pred.png
   deepstationing view --ct ct.nii.gz --stations pred.nii.gz -o pred.png
   deepstationing view phantom_small/case_000 --compare rules.nii.gz -o cmp.png
   deepstationing view phantom_small/case_000 --axial-mm -150 -180 -210 -o case.png
@@ -31,7 +36,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("view", help="render a case with organ/station overlays to PNG",
                               description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", nargs="?", metavar="CASE_DIR", help="case folder of a cohort")
+    p.add_argument("case", nargs="?", metavar="CASE_OR_CT",
+                   help="case folder of a cohort, or a CT: image file (.nii.gz, .nrrd, .mha) "
+                        "or DICOM series folder")
     p.add_argument("--ct", metavar="FILE", help="CT image")
     p.add_argument("--organs", metavar="FILE", help="22-organ label map")
     p.add_argument("--stations", metavar="FILE", help="12-station label map")
@@ -56,17 +63,23 @@ def run(args: argparse.Namespace) -> int:
     files = {"ct": args.ct, "organs": args.organs, "stations": args.stations}
     if args.case:
         d = Path(args.case)
-        if not d.is_dir():
-            raise InputError(d, "not a case folder (expected ct.nii.gz, organs.nii.gz, ...)")
-        for role in files:
-            if files[role] is None and (d / CASE_FILES[role]).exists():
-                files[role] = str(d / CASE_FILES[role])
-        if not any(files.values()):
-            raise InputError(d, "case folder holds none of ct.nii.gz, organs.nii.gz, "
-                                "stations.nii.gz")
+        if d.is_dir() and any((d / CASE_FILES[role]).exists() for role in files):
+            for role in files:  # a case folder of a cohort
+                if files[role] is None and (d / CASE_FILES[role]).exists():
+                    files[role] = str(d / CASE_FILES[role])
+        else:  # a CT: an image file or a DICOM series folder
+            if not d.exists():
+                raise InputError(d, "no such file or folder")
+            if d.is_dir() and not sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(d)):
+                raise InputError(d, "neither a case folder (ct.nii.gz, organs.nii.gz, "
+                                    "stations.nii.gz) nor a DICOM series folder")
+            if files["ct"] is not None:
+                raise InputError(d, f"two CTs given: {d} and --ct {files['ct']}")
+            files["ct"] = str(d)
     if not any(files.values()):
-        raise InputError(None, "nothing to view: give CASE_DIR or --ct/--organs/--stations")
-    imgs = {r: (read_image(f, label=(r != "ct")) if f else None) for r, f in files.items()}
+        raise InputError(None, "nothing to view: give CASE_OR_CT or --ct/--organs/--stations")
+    imgs = {r: (None if f is None else read_ct(f) if r == "ct" else read_image(f, label=True))
+            for r, f in files.items()}
     cmp = read_image(args.compare, label=True) if args.compare else None
     name = args.compare_name or (Path(args.compare).name.split(".")[0] if args.compare else "")
     title = args.title if args.title is not None else (Path(args.case).name if args.case

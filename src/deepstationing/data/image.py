@@ -48,6 +48,8 @@ from deepstationing.errors import InputError, OutputError
 __all__ = [
     "Image",
     "read_image",
+    "read_ct",
+    "ct_intensity_problems",
     "read_dicom_series",
     "write_image",
     "check_same_geometry",
@@ -247,6 +249,42 @@ def read_image(path: str | os.PathLike, *, label: bool = False,
             _check_nifti_finite(p)
     image.path = str(p)
     _validate_values(image, p, label=label, allow_non_finite=allow_non_finite)
+    return image
+
+
+def ct_intensity_problems(image: Image) -> list[str]:
+    """Signs that a readable image is not a CT in Hounsfield units (empty list: none).
+
+    A CT in HU spans air (about -1000) to bone (several hundred); an image that is
+    constant (all zeros, say: an empty export) or lies within 0..1 (intensities normalised,
+    or a mask) would run through a model without error and give nonsense.
+
+    >>> import numpy as np
+    >>> ct_intensity_problems(Image(np.zeros((2, 3, 4), np.int16)))
+    ['all voxels are 0: an empty image, not a CT']
+    >>> ct_intensity_problems(Image(np.linspace(0, 1, 24).reshape(2, 3, 4)))
+    ['intensities lie within 0..1, not in Hounsfield units (a normalised image or a mask?)']
+    >>> ct_intensity_problems(Image(np.array([-1000, 40, 700]).reshape(1, 1, 3)))
+    []
+    """
+    arr = image.array
+    if arr.size == 0:
+        return ["the image has no voxels"]
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo == hi:
+        return [f"all voxels are {lo:g}: an empty image, not a CT"]
+    if lo >= 0 and hi <= 1:
+        return ["intensities lie within 0..1, not in Hounsfield units (a normalised image or "
+                "a mask?)"]
+    return []
+
+
+def read_ct(path: str | os.PathLike) -> Image:
+    """:func:`read_image` for a CT: also logs a warning, naming the file, for each of
+    :func:`ct_intensity_problems` (the image is still returned: it may be usable)."""
+    image = read_image(path)
+    for problem in ct_intensity_problems(image):
+        log.warning("%s: %s", path, problem)
     return image
 
 
