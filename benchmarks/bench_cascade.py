@@ -101,7 +101,9 @@ def main() -> int:
     cohort_dir = work / f"phantom_{args.preset}_{args.cases}"
     if not (cohort_dir / "manifest.json").exists():
         generate_cohort(cohort_dir, args.cases, seed=0, preset=args.preset, n_folds=4,
-                        workers=1, progress=True, spacing=args.spacing)
+                        workers=1, spacing=args.spacing,
+                        progress=lambda done, total, case, dt: print(
+                            f"[phantom] {done}/{total} {case} ({dt:.2f} s)", flush=True))
     cohort = Cohort(cohort_dir)
     budget = TrainBudget(args.epochs, args.iterations, args.val_iterations)
     defaults = CpuConfig()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 
 from deepstationing.data.phantom import PRESETS, generate_cohort
 from deepstationing.errors import InputError
@@ -53,6 +55,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(None, f"--workers must be at least 1, got {args.workers}")
     if args.spacing is not None and min(args.spacing) <= 0:
         raise InputError(None, f"--spacing needs positive values, got {args.spacing}")
+    t0 = time.perf_counter()
+
+    def show(done: int, total: int, case: str, seconds: float) -> None:
+        print(f"[phantom] {done}/{total} {case} ({seconds:.2f} s)", file=sys.stderr, flush=True)
+
     generate_cohort(args.out, args.cases, seed=args.seed, preset=args.preset,
-                    spacing=args.spacing, workers=args.workers, progress=not args.quiet)
+                    spacing=args.spacing, workers=args.workers,
+                    progress=None if args.quiet else show)
+    if not args.quiet:
+        print(f"[phantom] wrote {args.cases} cases to {args.out} in "
+              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return 0

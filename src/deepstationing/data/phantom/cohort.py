@@ -7,20 +7,25 @@ annotator variability, the nodes and the image noise.
 
 Examples
 --------
->>> # doctest: +SKIP
+>>> import tempfile
 >>> case = generate_case(0, preset="small")
->>> case.ct.shape, case.meta["landmarks"]["z_car"]
->>> cohort = generate_cohort("phantom_small", 8, preset="small")
->>> cohort.test_ids(0)
+>>> case.ct.shape, case.meta["landmarks"]["z_car"]  # (z, y, x); carina level in mm
+((71, 128, 128), -208.305)
+>>> seen = []
+>>> cohort = generate_cohort(tempfile.mkdtemp(), 4, preset="small", spacing=(11.2, 11.2, 10.0),
+...                          progress=lambda done, total, cid, seconds: seen.append(cid))
+>>> sorted(seen), cohort.test_ids(0)
+(['case_000', 'case_001', 'case_002', 'case_003'], ['case_001'])
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -41,6 +46,8 @@ from deepstationing.errors import InputError
 
 __all__ = ["PhantomCase", "generate_case", "generate_cohort", "write_case", "case_id",
            "PHANTOM_VERSION", "GENERATOR"]
+
+log = logging.getLogger(__name__)
 
 #: Bumped whenever the same (seed, index) would produce different voxels.
 PHANTOM_VERSION = "1.0"
@@ -201,12 +208,16 @@ def _work(args):
 
 def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
                     preset: str = "small", spacing=None, n_folds: int = 4, workers: int = 1,
-                    progress: bool = True, name: str | None = None) -> Cohort:
+                    progress: Callable[[int, int, str, float], None] | None = None,
+                    name: str | None = None) -> Cohort:
     """Generate ``n_cases`` cases into ``out_dir`` and write ``manifest.json``.
 
     Refuses (``InputError``) a non-empty folder that is not a phantom cohort; an existing
     phantom cohort is replaced (its old case folders are removed first). The manifest is
     written last, so an interrupted run never looks like a finished cohort.
+
+    ``progress(done, total, case_id, seconds)`` is called after each case is written (the
+    command line prints it); each case is also logged (``logging``, level INFO).
     """
     if n_cases < 1:
         raise ValueError("n_cases must be >= 1")
@@ -227,9 +238,9 @@ def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
     done = 0
 
     def report(i, dt):
+        log.info("phantom case %s written (%d/%d, %.2f s)", case_id(i), done, n_cases, dt)
         if progress:
-            print(f"[phantom] {done}/{n_cases} {case_id(i)} ({dt:.2f} s)", file=sys.stderr,
-                  flush=True)
+            progress(done, n_cases, case_id(i), dt)
 
     if workers > 1 and n_cases > 1:
         try:
@@ -260,7 +271,5 @@ def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
         "cases": [{"id": case_id(i), "fold": folds[i]} for i in range(n_cases)],
     }
     write_json_atomic(manifest, out / MANIFEST)
-    if progress:
-        print(f"[phantom] wrote {n_cases} cases to {out} in {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr, flush=True)
+    log.info("wrote %d phantom cases to %s in %.1f s", n_cases, out, time.perf_counter() - t0)
     return Cohort(out)
