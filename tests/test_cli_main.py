@@ -25,3 +25,13 @@ def test_every_command_has_explanatory_help():
 def test_no_command_prints_help_and_fails(capsys):
     assert main([]) == 2
     assert "usage" in capsys.readouterr().out
+
+
+def test_a_command_module_that_cannot_be_imported_is_an_error(monkeypatch):
+    """Not silently left out of --help: a missing or broken command module is a bug."""
+    from deepstationing.cli import main as main_module
+
+    monkeypatch.setattr(main_module, "COMMAND_MODULES",
+                        main_module.COMMAND_MODULES + ("no_such_command",))
+    with pytest.raises(ModuleNotFoundError, match="deepstationing.cli.no_such_command"):
+        main_module.build_parser()

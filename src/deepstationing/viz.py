@@ -12,9 +12,14 @@ paratracheal and aortic stations (4, 5, 6; without stations: the carina) and of 
 stations (7, 8); coronal and sagittal through the carina (lowest trachea slice; without
 organs, the top of station 7).
 
->>> # doctest: +SKIP
->>> from deepstationing.viz import render_case
->>> render_case("out.png", ct=ct, organs=organs, stations=stations)
+>>> import tempfile, pathlib
+>>> from deepstationing.data.phantom import generate_case
+>>> case = generate_case(0, preset="small", spacing=(5.6, 5.6, 10.0))  # a coarse phantom
+>>> png = render_case(pathlib.Path(tempfile.mkdtemp()) / "case.png", ct=case.ct,
+...                   organs=case.organs, stations=case.stations, title=case.id)
+>>> import matplotlib.image
+>>> matplotlib.image.imread(png).shape  # 2 rows x (5 panels + legend), 100 dpi
+(700, 1820, 4)
 """
 
 from __future__ import annotations

@@ -16,8 +16,15 @@ Only ``ct`` is required per case; the label files are optional so the same class
 cohorts of unlabelled CTs. Fold ``k``'s test cases are those with ``"fold": k``; its
 training cases are all others, so no patient is ever on both sides of a split.
 
->>> cohort = Cohort("phantom_small")  # doctest: +SKIP
->>> cohort.test_ids(0)[:2], cohort.case("case_000").ct  # doctest: +SKIP
+>>> import tempfile
+>>> from deepstationing.data.phantom import generate_cohort
+>>> folder = tempfile.mkdtemp()
+>>> _ = generate_cohort(folder, 4, preset="small", spacing=(11.2, 11.2, 10.0))  # tiny grid
+>>> cohort = Cohort(folder)
+>>> len(cohort), cohort.test_ids(0), cohort.train_ids(0)
+(4, ['case_001'], ['case_000', 'case_002', 'case_003'])
+>>> cohort.case("case_000").ct.name, cohort.case("case_000").fold
+('ct.nii.gz', 3)
 """
 
 from __future__ import annotations

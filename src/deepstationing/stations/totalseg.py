@@ -13,9 +13,19 @@ folder) are resampled onto it with nearest-neighbour interpolation (SimpleITK).
 
 Examples
 --------
->>> organs, missing, notes = read_totalsegmentator_folder("ts_out/")  # doctest: +SKIP
->>> "azygos" in missing  # doctest: +SKIP
-True
+>>> import tempfile, pathlib
+>>> import numpy as np
+>>> from deepstationing.data.image import write_image
+>>> folder = pathlib.Path(tempfile.mkdtemp())  # a TotalSegmentator output with two classes
+>>> trachea = np.zeros((8, 32, 32), np.uint8); trachea[2:, 14:18, 14:18] = 1
+>>> heart = np.zeros((8, 32, 32), np.uint8); heart[:3, 6:20, 6:26] = 1
+>>> for name, mask in (("trachea", trachea), ("heart", heart)):
+...     _ = write_image(Image(mask, spacing=(1.5, 1.5, 5.0)), folder / f"{name}.nii.gz")
+>>> organs, missing, notes = read_totalsegmentator_folder(folder)
+>>> organs.shape, [ORGANS.by_id(int(i)).key for i in np.unique(organs.array) if i]
+((8, 32, 32), ['heart', 'trachea'])
+>>> "azygos" in missing, notes[0]
+(True, "organ 'esophagus' missing: no esophagus.nii.gz in the folder")
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ Modules: :mod:`.params` (random parameters, grid presets), :mod:`.shapes` (primi
 built), :mod:`.stations` (station truth), :mod:`.nodes` (lymph nodes), :mod:`.appearance`
 (HU, noise), :mod:`.cohort` (cases, cohorts, folds).
 
->>> # doctest: +SKIP
->>> from deepstationing.data.phantom import generate_case, generate_cohort, PRESETS
+>>> from deepstationing.data.phantom import generate_case, PRESETS
 >>> case = generate_case(0, seed=0, preset="small")
->>> case.ct.array.dtype, case.stations.shape == case.ct.shape
-(dtype('int16'), True)
+>>> case.ct.array.dtype, case.stations.shape == case.ct.shape, case.ct.spacing
+(dtype('int16'), True, (2.8, 2.8, 5.0))
+>>> PRESETS["small"].shape_xy
+(128, 128)
 """
 
 from deepstationing.data.phantom.cohort import (
