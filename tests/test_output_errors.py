@@ -253,3 +253,14 @@ def test_published_files_follow_the_umask_without_changing_it(mask, tmp_path, mo
         os.umask(old)
     for p in paths:
         assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask, p
+
+
+def test_detached_header_formats_get_their_own_data_file(tmp_path):
+    """.mhd/.nhdr: ITK names the data file after the (temporary) header; it is renamed."""
+    arr = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    for name in ("x.mhd", "y.nhdr", "x.mhd"):  # the second .mhd write replaces the first
+        write_image(Image(arr), tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mhd", "x.zraw", "y.nhdr",
+                                                           "y.raw.gz"]
+    for name in ("x.mhd", "y.nhdr"):
+        np.testing.assert_array_equal(read_image(tmp_path / name).array, arr)

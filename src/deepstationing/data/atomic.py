@@ -173,6 +173,10 @@ class StagedOutput:
             return name
         raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder))
 
+    def adopt(self, name: str | os.PathLike) -> None:
+        """Also remove ``name`` when the write ends (a file a writer made by itself)."""
+        self._temps.append(os.fspath(name))
+
     def _cleanup(self) -> None:
         for tmp in self._temps:
             try:

@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import glob
 import gzip
 import logging
 import os
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from deepstationing.data.atomic import atomic_output
+from deepstationing.data.atomic import StagedOutput, atomic_output
 from deepstationing.data.dicom_checks import (
     check_files_left_out,
     localizers,
@@ -460,10 +461,28 @@ def write_image(image: Image, path: str | os.PathLike, *, compression_level: int
                     shutil.copyfileobj(raw, gz, length=8 << 20)
             else:
                 sitk.WriteImage(sitk_image, out.path, True, compression_level)
+                if suffix in (".mhd", ".nhdr"):
+                    _name_detached_data(out, p)
                 _check_written(out.path, p)
         except RuntimeError as exc:  # ITK's writers report some I/O errors this way
             raise OutputError(p, f"cannot write ({_first_line(exc)})") from None
     return p
+
+
+def _name_detached_data(out: StagedOutput, target: Path) -> None:
+    """ITK named the data file of a detached header (``.mhd``, ``.nhdr``) after the
+    temporary header: give it the target's name and point the header at it."""
+    header = Path(out.path)
+    tmp_stem = header.name[: -len(header.suffix)]
+    stem = target.name[: -len(target.suffix)]
+    text = header.read_text(encoding="latin-1")
+    for data in header.parent.glob(glob.escape(tmp_stem) + ".*"):
+        if data != header:
+            out.adopt(data)
+            final = target.parent / (stem + data.name[len(tmp_stem):])
+            text = text.replace(data.name, final.name)
+            os.replace(data, final)
+    header.write_text(text, encoding="latin-1")
 
 
 def _check_written(written: str, target: Path) -> None:
