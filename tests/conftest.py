@@ -32,3 +32,27 @@ def real_path():
         return path
 
     return find
+
+
+@pytest.fixture()
+def stand_in_model(monkeypatch):
+    """A trained model's stand-in for ``deepstationing predict``: any ``--model`` opens and
+    the station map it predicts is all ones (no organ stage), so the command gets to its
+    reading and writing in a second."""
+    import numpy as np
+
+    from deepstationing.backbone import model as model_module
+    from deepstationing.stations import network
+
+    class Parser:
+        organs = None
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def predict(self, ct, organs=None, progress=None):
+            return None, ct.with_array(np.ones(ct.shape, np.uint8))
+
+    monkeypatch.setattr(model_module.ModelFolder, "open",
+                        classmethod(lambda cls, root: object()))
+    monkeypatch.setattr(network, "StationParser", Parser)

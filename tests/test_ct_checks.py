@@ -48,30 +48,13 @@ def test_read_ct_logs_and_returns_the_image(case, caplog):
         f"{zero}: all voxels are 0: an empty image, not a CT"]
 
 
-def _stand_in_model(monkeypatch):
-    from deepstationing.backbone import model as model_mod
-    from deepstationing.stations import network
-
-    class Parser:
-        organs = None
-
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def predict(self, ct, organs=None, progress=None):
-            return None, ct.with_array(np.zeros(ct.shape, np.uint8))
-
-    monkeypatch.setattr(model_mod.ModelFolder, "open", classmethod(lambda cls, root: object()))
-    monkeypatch.setattr(network, "StationParser", Parser)
-
-
 @pytest.mark.parametrize("which", ["zero", "unit"])
 @pytest.mark.parametrize("command", ["predict", "rules", "view"])
-def test_cli_warns_and_still_runs(case, command, which, tmp_path, capsys, monkeypatch):
+def test_cli_warns_and_still_runs(case, command, which, tmp_path, capsys, request):
     d, zero, unit = case
     ct = zero if which == "zero" else unit
     if command == "predict":
-        _stand_in_model(monkeypatch)
+        request.getfixturevalue("stand_in_model")
         argv = ["predict", ct, "-o", tmp_path / "out", "--model", "m"]
     elif command == "rules":
         argv = ["rules", "--organs", d / "organs.nii.gz", "--ct", ct, "-o",

@@ -110,24 +110,6 @@ def _check_one_line(code, err, out, expect):
     assert str(out) in lines[-1] and expect in lines[-1], lines[-1]
 
 
-def _fake_model(monkeypatch):
-    """Stand-ins for a trained model, so that ``predict`` gets to its writes in a second."""
-    from deepstationing.backbone import model as model_mod
-    from deepstationing.stations import network
-
-    class FakeParser:
-        organs = None
-
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def predict(self, ct, organs=None, progress=None):
-            return None, ct.with_array(np.ones(ct.shape, np.uint8))
-
-    monkeypatch.setattr(model_mod.ModelFolder, "open", classmethod(lambda cls, root: object()))
-    monkeypatch.setattr(network, "StationParser", FakeParser)
-
-
 COMMANDS = {
     "rules": lambda case, out: ["rules", "--organs", case / "organs.nii.gz", "-o",
                                 f"{out}.nii.gz", "--quiet"],
@@ -146,12 +128,12 @@ COMMANDS = {
 @pytest.mark.parametrize("failure", FAILURES)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_unwritable_output_is_one_line(command, failure, case_dir, tmp_path, monkeypatch,
-                                       capsys):
+                                       capsys, request):
     if command == "rules_landmarks" and failure == "disk_full":
         pytest.skip("the station map, written first, fails the same way (tested in 'rules')")
     out, expect = FAILURES[failure](tmp_path, monkeypatch)
     if command == "predict":
-        _fake_model(monkeypatch)
+        request.getfixturevalue("stand_in_model")
     argv = [str(a) for a in COMMANDS[command](case_dir, out)]
     option = next(o for o in ("--landmarks", "-o", "--out") if o in argv)
     named = Path(argv[argv.index(option) + 1])

@@ -27,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deepstationing.data.headers import spacing_defect
 from deepstationing.errors import InputError
 
-__all__ = ["read_headers", "check_files_left_out", "localizers", "pixel_spacing_problem"]
+__all__ = ["read_headers", "check_files_left_out", "localizers", "pixel_spacing_problem",
+           "looks_like_dicom"]
 
 _PIXEL_DATA = (0x7FE0, 0x0010)
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
@@ -93,7 +95,8 @@ def read_headers(files: Sequence[str | os.PathLike], folder: str | os.PathLike) 
     return headers
 
 
-def _looks_like_dicom(p: Path) -> bool:
+def looks_like_dicom(p: Path) -> bool:
+    """A DICOM file by its name (.dcm, .ima, .dicom) or its ``DICM`` preamble."""
     if p.suffix.lower() in (".dcm", ".ima", ".dicom"):
         return True
     try:
@@ -114,7 +117,7 @@ def check_files_left_out(folder: str | os.PathLike,
     for p in sorted(d.iterdir()):
         if p.name.startswith(".") or not p.is_file() or p.resolve() in seen:
             continue
-        if not _looks_like_dicom(p):
+        if not looks_like_dicom(p):
             continue
         read_headers([p], d)  # raises for a broken or truncated file
 
@@ -151,11 +154,9 @@ def pixel_spacing_problem(headers: Sequence) -> str | None:
         where = f" in {name}" if name else ""
         if value is None or len(value) != 2:
             return f"DICOM image lacks a valid PixelSpacing{where}"
-        sp = np.asarray([float(v) for v in value])
-        text = "\\".join(f"{v:g}" for v in sp)
-        if not np.all(np.isfinite(sp)):
-            return f"non-finite PixelSpacing {text}{where}"
-        if np.any(sp <= 0):
-            kind = "zero" if np.any(sp == 0) else "negative"
-            return f"{kind} PixelSpacing {text}{where}"
+        sp = [float(v) for v in value]
+        defect = spacing_defect(sp)
+        if defect:
+            text = "\\".join(f"{v:g}" for v in sp)  # as DICOM writes it
+            return f"{defect} PixelSpacing {text}{where}"
     return None

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["header_problem", "payload_problem"]
+__all__ = ["header_problem", "payload_problem", "spacing_defect"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -98,20 +98,31 @@ def payload_problem(path: str | os.PathLike) -> str | None:
     return None if header is None else header.problem or _payload_problem(header)
 
 
+def spacing_defect(spacing) -> str | None:
+    """``"non-finite"``, ``"zero"`` or ``"negative"`` for spacing no voxel can have, else None.
+
+    >>> spacing_defect([0.7, 0.0, 5.0]), spacing_defect([0.7, 0.7, 5.0])
+    ('zero', None)
+    """
+    sp = np.asarray(spacing, dtype=float)
+    if not np.all(np.isfinite(sp)):
+        return "non-finite"
+    if np.any(sp == 0):
+        return "zero"
+    if np.any(sp < 0):
+        return "negative"
+    return None
+
+
 # ---------------------------------------------------------------------- checks
 def _fmt(values) -> str:
     return ", ".join(f"{float(v):g}" for v in values)
 
 
 def _geometry_problem(h: _Header) -> str | None:
-    if h.spacing is not None:
-        sp = np.asarray(h.spacing, dtype=float)
-        if not np.all(np.isfinite(sp)):
-            return f"non-finite voxel spacing in the header ({h.spacing_field} {_fmt(sp)})"
-        if np.any(sp == 0):
-            return f"zero voxel spacing in the header ({h.spacing_field} {_fmt(sp)})"
-        if np.any(sp < 0):
-            return f"negative voxel spacing in the header ({h.spacing_field} {_fmt(sp)})"
+    defect = None if h.spacing is None else spacing_defect(h.spacing)
+    if defect:
+        return f"{defect} voxel spacing in the header ({h.spacing_field} {_fmt(h.spacing)})"
     if h.directions is not None:
         m = h.directions
         values = f"{h.directions_field} {_fmt(m.T.ravel())}"

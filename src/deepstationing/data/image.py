@@ -40,10 +40,11 @@ from deepstationing.data.atomic import StagedOutput, atomic_output
 from deepstationing.data.dicom_checks import (
     check_files_left_out,
     localizers,
+    looks_like_dicom,
     pixel_spacing_problem,
     read_headers,
 )
-from deepstationing.data.headers import header_problem, payload_problem
+from deepstationing.data.headers import header_problem, payload_problem, spacing_defect
 from deepstationing.errors import InputError, OutputError
 
 __all__ = [
@@ -78,14 +79,10 @@ def geometry_problem(spacing: Sequence[float], origin: Sequence[float] = (0.0, 0
     >>> geometry_problem((1, 1, 1), direction=(1, 0, 0, 1, 0, 0, 0, 0, 1))
     'singular direction matrix (1, 0, 0, 1, 0, 0, 0, 0, 1): its axes are not independent'
     """
-    sp = np.asarray(spacing, dtype=float)
     d = np.asarray(direction, dtype=float).reshape(3, 3)
-    if not np.all(np.isfinite(sp)):
-        return f"non-finite voxel spacing {_fmt(sp)} mm"
-    if np.any(sp == 0):
-        return f"zero voxel spacing {_fmt(sp)} mm"
-    if np.any(sp < 0):
-        return f"negative voxel spacing {_fmt(sp)} mm"
+    defect = spacing_defect(spacing)
+    if defect:
+        return f"{defect} voxel spacing {_fmt(spacing)} mm"
     if not np.all(np.isfinite(np.asarray(origin, dtype=float))):
         return f"non-finite origin {_fmt(origin)}"
     if not np.all(np.isfinite(d)):
@@ -229,7 +226,7 @@ def read_image(path: str | os.PathLike, *, label: bool = False,
     else:
         if p.stat().st_size == 0:
             raise InputError(p, "empty file")
-        if p.name.lower().endswith(".dcm") or _looks_like_dicom(p):
+        if looks_like_dicom(p):
             raise InputError(p, "a single DICOM file; pass the folder holding the whole series")
         problem = header_problem(p)  # what ITK would read silently or explain badly
         if problem:
@@ -321,15 +318,6 @@ def _check_nifti_finite(p: Path) -> None:
     bad = int(np.count_nonzero(~np.isfinite(data)))
     if bad:
         raise InputError(p, f"{bad} non-finite voxel(s) (NaN or inf)")
-
-
-def _looks_like_dicom(p: Path) -> bool:
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def _first_line(exc: BaseException) -> str:
