@@ -232,3 +232,16 @@ def test_image_accepts_rotations_and_flips_with_rounding():
     for direction in [(-1, 0, 0, 0, -1, 0, 0, 0, 1), (c, -s, 0, s, c, 0, 0, 0, 1),
                       (1, 0, 0, 0, 0.999999, -0.001, 0, 0.001, 0.999999)]:
         assert geometry_problem((0.7, 0.7, 5), direction=direction) is None
+
+
+def test_nifti_with_header_extensions(tmp_path):
+    """Extensions (TotalSegmentator writes one) sit between header and voxels."""
+    img = nib.Nifti1Image(NOISE.T.copy(), np.diag([0.7, 0.7, 5.0, 1.0]))
+    img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"x" * 1000))
+    path = tmp_path / "ext.nii.gz"
+    nib.save(img, path)
+    assert header_problem(path) is None
+    np.testing.assert_array_equal(read_image(path).array, NOISE)
+    _cut(path, 0.9)
+    with pytest.raises(InputError, match="ext.nii.gz: truncated file"):
+        read_image(path)

@@ -29,7 +29,6 @@ True
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import re
 import zlib
@@ -230,7 +229,10 @@ def _parse_nifti(p: Path, gz: bool) -> _Header | None:
         return None
     sizeof = {int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big")}
     klass = nib.Nifti2Header if 540 in sizeof else nib.Nifti1Header
-    hdr = klass.from_fileobj(io.BytesIO(raw), check=False)
+    size = klass.template_dtype.itemsize
+    if len(raw) < size:
+        return _Header(problem="truncated file: it ends inside the header")
+    hdr = klass(raw[:size], check=False)  # the fixed header; extensions are not needed
     shape = hdr.get_data_shape()
     ndim = min(len(shape), 3)
     payload = int(np.prod(shape, dtype=np.int64)) * hdr.get_data_dtype().itemsize
