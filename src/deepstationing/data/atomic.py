@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_text_atomic", "write_json_atomic", "publish"]
+__all__ = ["write_text_atomic", "write_json_atomic", "publish", "staging_folder",
+           "publish_folder"]
 
 
 def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
@@ -51,3 +55,48 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return write_text_atomic(json.dumps(obj, indent=2) + "\n", path)
+
+
+@contextmanager
+def staging_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``target`` to build it in; removed unless published.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "series"
+    >>> with staging_folder(out) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("a")
+    ...     _ = publish_folder(tmp, out)
+    >>> sorted(p.name for p in out.iterdir()), tmp.exists()
+    (['a.txt'], False)
+    """
+    t = Path(target)
+    t.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{t.name}.partial-", dir=t.parent))
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_folder(staging: str | os.PathLike, target: str | os.PathLike, *,
+                   replace: bool = False) -> Path:
+    """Rename a finished folder onto ``target`` (absent, empty, or replaced if ``replace``).
+
+    With ``replace`` an existing ``target`` is first renamed aside and removed after the new
+    folder is in place, so ``target`` is never half old and half new. The folder gets the
+    permissions an ordinary ``mkdir`` would give (:func:`tempfile.mkdtemp` makes it
+    owner-only).
+    """
+    s, t = Path(staging), Path(target)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(s, 0o777 & ~umask)
+    old = None
+    if t.exists() and (replace or (t.is_dir() and not any(t.iterdir()))):
+        old = Path(tempfile.mkdtemp(prefix=f".{t.name}.old-", dir=t.parent))
+        os.replace(t, old / "x")
+    os.replace(s, t)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return t
