@@ -32,3 +32,19 @@ def real_path():
         return path
 
     return find
+
+
+@pytest.fixture(scope="session")
+def dciodvfy() -> str:
+    """``dciodvfy`` (Debian dicom3tools); skip if absent, fail if ..._REQUIRE_TOOLS=1."""
+    from dicom_tools import require_tool
+
+    return require_tool("dciodvfy")
+
+
+@pytest.fixture(scope="session")
+def plastimatch() -> str:
+    """``plastimatch`` (Debian plastimatch); skip if absent, fail if ..._REQUIRE_TOOLS=1."""
+    from dicom_tools import require_tool
+
+    return require_tool("plastimatch")
