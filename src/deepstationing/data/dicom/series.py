@@ -115,6 +115,9 @@ def read_series_reference(folder: str | os.PathLike) -> SeriesReference:
     import SimpleITK as sitk
 
     d = Path(folder)
+    if not d.is_dir():
+        raise InputError(d, "not a folder; expected the folder of a DICOM CT series"
+                         if d.exists() else "no such folder")
     image = read_dicom_series(d)
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(d))
