@@ -217,9 +217,10 @@ class CohortWriter:
         except (OSError, ValueError):
             old = None
         what = self.generator.rsplit(".", 1)[-1]
+        article = "an" if what[:1].lower() in "aeiou" else "a"
         if not isinstance(old, dict) or old.get("generator") != self.generator:
-            raise InputError(out, f"folder is not empty and is not a {what} cohort; refusing "
-                                  "to overwrite it (choose an empty or new folder)")
+            raise InputError(out, f"folder is not empty and is not {article} {what} cohort; "
+                                  "refusing to overwrite it (choose an empty or new folder)")
         known = {str(e.get("id")) for e in old.get("cases", []) if isinstance(e, dict)}
         known |= {MANIFEST, *self.cohort_files}
         foreign = sorted(p.name for p in out.iterdir() if p.name not in known)
