@@ -9,6 +9,7 @@ from scipy import ndimage
 from deepstationing.data.dicom.contours import (
     contours_to_mask,
     fill_polygons,
+    join_holes,
     mask_to_contours,
     mask_to_polygons,
     signed_area,
@@ -45,6 +46,36 @@ def test_holes_islands_and_orientation():
     assert sorted(signed_area(p) for p in polys) == [-(14 * 14 - 0.5), 6 * 6 - 0.5,
                                                      26 * 26 - 0.5]
     assert np.array_equal(fill_polygons(polys, sl.shape), sl)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_keyhole_contours_read_the_same_with_or_and_xor(seed):
+    """One contour per region (holes attached): OR-ing readers and XOR-ing readers agree."""
+    from matplotlib.path import Path as MplPath
+
+    box = np.zeros((3, 60, 70), bool)
+    box[:, 4:56, 4:66] = True
+    mask = box & ~_blobs(seed, shape=(3, 60, 70))  # blobs inside the box become holes
+    mask[:, 30:33, 30:33] = True
+    mask[:, 29, 29:34] = mask[:, 33, 29:34] = mask[:, 29:34, 29] = mask[:, 29:34, 33] = False
+    rr, cc = np.mgrid[0:60, 0:70]
+    centres = np.column_stack([rr.ravel(), cc.ravel()])
+    for k in range(mask.shape[0]):
+        raw = mask_to_polygons(mask[k])
+        joined = join_holes(raw)
+        n_holes = sum(signed_area(p) < 0 for p in raw)
+        assert len(joined) == len(raw) - n_holes and n_holes >= 2
+        xor = fill_polygons(joined, mask[k].shape)
+        union = np.zeros_like(mask[k])
+        for p in joined:
+            union |= fill_polygons([p], mask[k].shape)  # OR of separately filled contours
+            # matplotlib's non-zero winding fill of the same polygon (another rasteriser)
+            wind = MplPath(p[:, ::-1]).contains_points(centres[:, ::-1]).reshape(60, 70)
+            assert np.array_equal(wind, fill_polygons([p], mask[k].shape))
+        assert np.array_equal(xor, mask[k]) and np.array_equal(union, mask[k])
+        # every channel is horizontal: each joined contour's extra edges have zero height
+        for p in joined:
+            assert signed_area(p) > 0
 
 
 def test_fill_polygons_agrees_with_skimage_draw_polygon():

@@ -219,3 +219,15 @@ def test_real_ibsi_series_export_and_reimport(real_path, dciodvfy, plastimatch, 
     assert dice(masks["Lung_R"][0], organs > 0) >= 0.97
     seg, _ = read_seg(files[1], ref)
     assert np.array_equal(seg.array, stations)
+
+
+def test_missing_tool_skips_or_fails_when_required(monkeypatch):
+    import dicom_tools
+
+    monkeypatch.setattr(dicom_tools.shutil, "which", lambda name: None)
+    monkeypatch.delenv("DEEPSTATIONING_REQUIRE_TOOLS", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install dicom3tools"):
+        dicom_tools.require_tool("dciodvfy")
+    monkeypatch.setenv("DEEPSTATIONING_REQUIRE_TOOLS", "1")
+    with pytest.raises(pytest.fail.Exception, match="DEEPSTATIONING_REQUIRE_TOOLS=1"):
+        dicom_tools.require_tool("plastimatch")
