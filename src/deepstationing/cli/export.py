@@ -13,8 +13,8 @@ were made on, for import into a treatment planning system:
   rtstruct  OUT/rtstruct.dcm: an RT Structure Set with one ROI per station present
             (LNS_1L ... LNS_8) and, if an organ map is given, one per organ (Lung_R,
             Trachea, ...), display colours from the label schema, every contour tied to
-            its CT slice (SOP Instance UID) and the series' Frame of Reference. Holes are
-            contours inside contours (even-odd rule). Marked UNAPPROVED for review.
+            its CT slice (SOP Instance UID) and the series' Frame of Reference. Holes use
+            DICOM's keyhole technique (one contour per region). Marked UNAPPROVED.
   seg       OUT/seg_stations.dcm, OUT/seg_organs.dcm: DICOM Segmentations with SNOMED CT
             coded segments (e.g. 4R = lower paratracheal lymph node + Right).
 

@@ -20,7 +20,8 @@ smaller structure keeps the voxels), and the organs and stations that are missin
 is dropped silently.
 
 Structure sets are rasterised on the CT grid with :mod:`deepstationing.data.dicom.contours`
-(pixel centres inside the contours, holes by the even-odd rule; the same masks as
+(pixel centres inside the contours; keyholes and contours inside contours make holes, by
+the even-odd rule; the same masks as
 ``plastimatch convert --xor-contours``) after checking their Frame of Reference against the
 CT's. Any bad input stops the import with one line naming the file, and leaves nothing
 behind, unless ``skip_bad`` is set: then the case is listed under ``failed`` in the report

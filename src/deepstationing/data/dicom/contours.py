@@ -30,6 +30,9 @@ right edge out), by scan lines: one vectorised pass over the edges. (scikit-imag
 :func:`skimage.draw.polygon` tests every pixel of the bounding box against every vertex,
 about a thousand times slower on a 1000-vertex lung contour, and fills one polygon at a
 time; the results agree on every pixel whose centre is not on an edge, see the tests.)
+The even-odd rule reads both ways of writing holes: a keyhole's two channel edges cancel,
+and contours inside contours on one plane are XOR-ed (the convention of CLOSEDPLANAR_XOR
+and of most tools for CLOSED_PLANAR contours).
 
 :func:`contours_to_mask` places world contours on an image grid: each contour must lie in a
 plane parallel to the slices; contours on one plane form one cross-section. A plane stands

@@ -6,8 +6,8 @@ Writing
 the referenced CT series, the series' Frame of Reference, every CT slice in the
 ContourImageSequence, one ROI per label (``LNS_4R``, ``Lung_R``: the names and display colours
 of :mod:`deepstationing.schema`), and on each contour the SOP Instance UID of its slice.
-Contours come from :mod:`deepstationing.data.dicom.contours` (marching squares, holes as
-separate contours read by the even-odd rule). Decimal strings are kept to DICOM's 16
+Contours come from :mod:`deepstationing.data.dicom.contours` (marching squares, one
+contour per region with its holes attached by DICOM's keyhole technique). Decimal strings are kept to DICOM's 16
 characters (:func:`~deepstationing.data.dicom.values.format_ds`); rt-utils 1.2.7, the obvious
 library for this, writes 19-character values that ``dciodvfy`` flags as errors, and does not
 write the Frame of Reference module that current ``dciodvfy`` requires. The structure set
