@@ -45,7 +45,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from pathlib import Path
 
 from deepstationing import __version__, schema
 from deepstationing.backbone.checkpoint import load_checkpoint_safely
-from deepstationing.data.atomic import publish, publish_folder, staging_folder
+from deepstationing.data.atomic import atomic_file, publish_folder, staging_folder
 from deepstationing.errors import InputError
 
 __all__ = ["PackageLimits", "export_model_package", "import_model_package", "read_manifest",
@@ -143,24 +142,15 @@ def export_model_package(model_dir: str | os.PathLike, out: str | os.PathLike, *
                    for name, st in stages.items() if isinstance(st, dict)},
         "files": entries,
     }
-    dest = Path(out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".zip", dir=dest.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
-            _add(zf, PACKAGE_MANIFEST, json.dumps(manifest, indent=2).encode())
-            for p, e in zip(files, entries):
-                if progress:
-                    progress(f"adding {e['path']} ({e['size'] / 1e6:.1f} MB)")
-                info = _info(MODEL_PREFIX + e["path"])
-                with open(p, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
-                    for chunk in iter(lambda: src.read(_CHUNK), b""):
-                        dst.write(chunk)
-        publish(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(out) as tmp, zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+        _add(zf, PACKAGE_MANIFEST, json.dumps(manifest, indent=2).encode())
+        for p, e in zip(files, entries):
+            if progress:
+                progress(f"adding {e['path']} ({e['size'] / 1e6:.1f} MB)")
+            info = _info(MODEL_PREFIX + e["path"])
+            with open(p, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
+                for chunk in iter(lambda: src.read(_CHUNK), b""):
+                    dst.write(chunk)
     return manifest
 
 

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from deepstationing.cli._actions import command_with_actions
 from deepstationing.schema import ORGANS, STATIONS
 
 DESCRIPTION = """\
@@ -48,14 +49,10 @@ read are listed in the report and the rest is imported).
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "dataset", help="import a clinic's CT + RTSTRUCT (or label maps) as a cohort",
-        description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
-    imp = sub.add_parser("import", help="build a cohort from a folder of case folders",
-                         description=DESCRIPTION, epilog=EPILOG,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = command_with_actions(
+        subparsers, "dataset", help="import a clinic's CT + RTSTRUCT (or label maps) as a "
+                                    "cohort", description=DESCRIPTION, epilog=EPILOG)
+    imp = add("import", "build a cohort from a folder of case folders")
     imp.add_argument("src", metavar="SRC", help="folder with one folder per case")
     imp.add_argument("-o", "--out", required=True, metavar="COHORT", help="cohort folder")
     imp.add_argument("--map", default=None, metavar="ROIS_YAML",
@@ -66,8 +63,9 @@ def register(subparsers) -> None:
     imp.add_argument("--skip-bad", action="store_true",
                      help="report cases that cannot be imported instead of stopping")
     imp.set_defaults(func=run_import)
-    ex = sub.add_parser("example-map", help="print an example ROI mapping file",
-                        description="Print an example ROI mapping file (YAML) to edit.")
+    ex = add("example-map", "print an example ROI mapping file",
+             own_description="Print an example ROI mapping file (YAML) to edit: "
+                             "'deepstationing dataset example-map > rois.yaml'.")
     ex.set_defaults(func=run_example)
 
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from deepstationing.cli._actions import command_with_actions
+
 DESCRIPTION = """\
 Pack a trained model folder into one zip file, and unpack such a file safely.
 
@@ -37,20 +39,14 @@ examples:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "model", help="export / import a trained model as a checked zip package",
-        description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="model_command", metavar="ACTION", required=True)
-    ex = sub.add_parser("export", help="pack a model folder into a zip package",
-                        description=DESCRIPTION, epilog=EPILOG,
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = command_with_actions(
+        subparsers, "model", help="export / import a trained model as a checked zip package",
+        description=DESCRIPTION, epilog=EPILOG)
+    ex = add("export", "pack a model folder into a zip package")
     ex.add_argument("model_dir", metavar="MODEL_DIR", help="trained model folder")
     ex.add_argument("-o", "--out", required=True, metavar="ZIP", help="package file to write")
     ex.set_defaults(func=run_export)
-    im = sub.add_parser("import", help="check and unpack a model package",
-                        description=DESCRIPTION, epilog=EPILOG,
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    im = add("import", "check and unpack a model package")
     im.add_argument("archive", metavar="ZIP", help="model package")
     im.add_argument("--to", default=None, metavar="DIR",
                     help="new model folder (default: runs/models/<archive name>)")

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_text_atomic", "write_json_atomic", "publish", "staging_folder",
-           "publish_folder"]
+__all__ = ["write_text_atomic", "write_json_atomic", "publish", "atomic_file",
+           "staging_folder", "publish_folder"]
 
 
 def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
@@ -34,6 +34,28 @@ def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` if no error.
+
+    For writers that want a file name (pydicom, zipfile, highdicom)::
+
+        with atomic_file("out/rtstruct.dcm") as tmp:
+            dataset.save_as(tmp)
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=p.suffix if suffix is None else suffix,
+                               dir=p.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        publish(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:

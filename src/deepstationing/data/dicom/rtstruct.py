@@ -7,10 +7,11 @@ the referenced CT series, the series' Frame of Reference, every CT slice in the
 ContourImageSequence, one ROI per label (``LNS_4R``, ``Lung_R``: the names and display colours
 of :mod:`deepstationing.schema`), and on each contour the SOP Instance UID of its slice.
 Contours come from :mod:`deepstationing.data.dicom.contours` (marching squares, one
-contour per region with its holes attached by DICOM's keyhole technique). Decimal strings are kept to DICOM's 16
-characters (:func:`~deepstationing.data.dicom.values.format_ds`); rt-utils 1.2.7, the obvious
-library for this, writes 19-character values that ``dciodvfy`` flags as errors, and does not
-write the Frame of Reference module that current ``dciodvfy`` requires. The structure set
+contour per region with its holes attached by DICOM's keyhole technique). Decimal strings
+are kept to DICOM's 16 characters (:func:`~deepstationing.data.dicom.values.format_ds`);
+rt-utils 1.2.7, the obvious library for this, writes 19-character values that ``dciodvfy``
+flags as errors, and does not write the Frame of Reference module that current ``dciodvfy``
+requires. The structure set
 is marked ``UNAPPROVED`` (Approval module): automatic contours await a clinician's review.
 
 Reading
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +51,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage
 
-from deepstationing.data.atomic import publish
+from deepstationing.data.atomic import atomic_file
 from deepstationing.data.dicom.contours import contours_to_mask, mask_to_contours
 from deepstationing.data.dicom.series import SeriesReference
 from deepstationing.data.dicom.values import (
@@ -234,15 +234,8 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
 
 
 def _save_atomic(ds: Dataset, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from deepstationing.data.atomic import publish
+from deepstationing.data.atomic import atomic_file
 from deepstationing.data.dicom.series import SeriesReference
 from deepstationing.data.dicom.values import MANUFACTURER, MODEL_NAME, SOFTWARE_VERSION, make_uid
 from deepstationing.data.image import Image
@@ -132,15 +131,8 @@ def write_seg(label_map: Image, labels: LabelSet, reference: SeriesReference,
         series_description=series_description or f"deepstationing {kind}",
     )
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_file(p) as tmp:
         seg.save_as(tmp)
-        publish(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return p
 
 
