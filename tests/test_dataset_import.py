@@ -227,6 +227,9 @@ def test_nifti_label_maps_and_masks_and_replacing_an_import(exported_cases, tmp_
     with pytest.raises(InputError, match="not an import cohort"):
         import_dataset(src, foreign)
     assert (foreign / "keep.txt").read_text() == "keep"
+    with pytest.raises(InputError, match="contain one another"):
+        import_dataset(src, src / "cohort")
+    assert not (src / "cohort").exists()
 
 
 def test_skip_bad_lists_failed_cases(exported_cases, tmp_path):

@@ -361,6 +361,10 @@ def import_dataset(src: str | os.PathLike, out: str | os.PathLike, *,
         progress: called with one line per case.
     """
     mapping = mapping or RoiMapping()
+    src_r, out_r = Path(src).resolve(), Path(out).resolve()
+    if out_r == src_r or src_r in out_r.parents or out_r in src_r.parents:
+        raise InputError(out, f"the cohort folder and the source folder {src} contain one "
+                              "another; write the cohort elsewhere")
     cases = find_cases(src)
     report: dict = {"cohort": Path(out).name, "source": str(src), "mapping": mapping.source,
                     "created_by": f"deepstationing {__version__}", "cases": [], "failed": []}
