@@ -239,6 +239,16 @@ def _hostile(kind: str, package, tmp: Path) -> Path:
             man["schema"]["version"] = "0"
             return man
         return rebuild(good, bad, manifest=other)
+    if kind == "corrupt":
+        data = bytearray(good.read_bytes())
+        with zipfile.ZipFile(good) as zf:
+            info = zf.getinfo("model/stations/plans.json")
+        h = info.header_offset  # local header: name and extra lengths at bytes 26-29
+        start = h + 30 + int.from_bytes(data[h + 26:h + 28], "little") + \
+            int.from_bytes(data[h + 28:h + 30], "little")
+        data[start] ^= 0xFF  # flip the first byte of its compressed data: the CRC fails
+        bad.write_bytes(bytes(data))
+        return bad
     if kind == "not_zip":
         bad.write_bytes(b"PK\x03\x04 definitely not a zip")
         return bad
@@ -259,6 +269,7 @@ def _hostile(kind: str, package, tmp: Path) -> Path:
     ("duplicate", "appears twice"),
     ("bomb", "zip bomb"),
     ("schema", "another label schema"),
+    ("corrupt", "damaged or unsupported entry"),
     ("not_zip", "not a zip archive"),
 ])
 def test_hostile_archive_is_refused_without_a_trace(package, tmp_path, capsys, kind, problem):

@@ -46,6 +46,7 @@ import json
 import os
 import stat
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,13 +311,18 @@ def import_model_package(archive: str | os.PathLike, target: str | os.PathLike, 
                 h = hashlib.sha256()
                 size = 0
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-                with zf.open(info) as src, os.fdopen(os.open(out, flags, 0o644), "wb") as dst:
-                    for chunk in iter(lambda: src.read(_CHUNK), b""):
-                        size += len(chunk)
-                        if size > info.file_size or size > limits.max_file_bytes:
-                            raise InputError(a, f"{name} expands beyond its declared size")
-                        h.update(chunk)
-                        dst.write(chunk)
+                try:
+                    with zf.open(info) as src, \
+                            os.fdopen(os.open(out, flags, 0o644), "wb") as dst:
+                        for chunk in iter(lambda: src.read(_CHUNK), b""):
+                            size += len(chunk)
+                            if size > info.file_size or size > limits.max_file_bytes:
+                                raise InputError(a, f"{name} expands beyond its declared size")
+                            h.update(chunk)
+                            dst.write(chunk)
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                    raise InputError(a, f"{name}: damaged or unsupported entry ({exc})") \
+                        from None
                 if h.hexdigest() != sha[name]:
                     raise InputError(a, f"checksum mismatch for {name} (SHA-256 "
                                         f"{h.hexdigest()[:12]}... vs the manifest's "
