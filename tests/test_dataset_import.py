@@ -236,6 +236,7 @@ def test_skip_bad_lists_failed_cases(exported_cases, tmp_path):
     tmp, _ = exported_cases
     src = tmp_path / "src"
     src.mkdir()
+    (src / "README.txt").write_text("export of 2024-05")  # not data: SRC stays a folder of cases
     os.symlink(tmp / "src" / "a_scan1", src / "good")
     (src / "broken").mkdir()
     (src / "broken" / "ct.nii.gz").write_bytes(b"not an image")

@@ -1,7 +1,8 @@
 """Import a clinic's CTs and contours as a cohort: ``deepstationing dataset import``.
 
-Source layout: ``SRC`` holds one folder per case (any depth inside; a ``SRC`` with no case
-folders but data of its own is one case). In a case folder:
+Source layout: ``SRC`` holds one folder per case (any depth inside; other files directly in
+``SRC``, e.g. a README, are ignored; a ``SRC`` with DICOM or image files of its own is one
+case). In a case folder:
 
 * the CT: a DICOM CT series (any sub-folder; when there are several, the one the RT
   structure sets reference), or else a NIfTI/NRRD/MHA file named ``ct.*`` or ``image.*``;
@@ -100,6 +101,17 @@ def _image_stem(p: Path) -> str | None:
     return None
 
 
+def _is_dicom_file(p: Path) -> bool:
+    if p.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
 def _safe_id(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "case"
 
@@ -150,8 +162,9 @@ def find_cases(src: str | os.PathLike) -> list[CaseSource]:
         raise InputError(root, "no such folder" if not root.exists() else
                                "not a folder; give the folder that holds one folder per case")
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    own = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
-    folders = subdirs if subdirs and not own else [root]
+    own_data = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
+                and (_image_stem(p) is not None or _is_dicom_file(p))]
+    folders = subdirs if subdirs and not own_data else [root]
     cases, seen = [], set()
     for folder in folders:
         cid = _safe_id(folder.name)
