@@ -11,8 +11,10 @@ any previous version in place.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["write_text_atomic", "write_json_atomic", "publish", "atomic_file",
-           "staging_folder", "publish_folder"]
+           "new_staging_folder", "staging_folder", "publish_folder"]
 
 
 def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
@@ -79,9 +81,27 @@ def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return write_text_atomic(json.dumps(obj, indent=2) + "\n", path)
 
 
+def new_staging_folder(target: str | os.PathLike) -> Path:
+    """A new empty folder beside ``target`` (hidden, ``.NAME.partial-XXXX``) to build it in.
+
+    Made with mode 0777, to which the kernel applies the umask, so the published folder has
+    ordinary permissions without reading or changing the umask.
+    """
+    t = Path(target)
+    t.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        d = t.parent / f".{t.name}.partial-{secrets.token_hex(6)}"
+        try:
+            os.mkdir(d, 0o777)
+        except FileExistsError:
+            continue
+        return d
+    raise FileExistsError(errno.EEXIST, "no free staging folder name", str(t.parent))
+
+
 @contextmanager
 def staging_folder(target: str | os.PathLike) -> Iterator[Path]:
-    """A temporary folder beside ``target`` to build it in; removed unless published.
+    """A staging folder beside ``target`` (:func:`new_staging_folder`); removed unless published.
 
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "series"
@@ -91,9 +111,7 @@ def staging_folder(target: str | os.PathLike) -> Iterator[Path]:
     >>> sorted(p.name for p in out.iterdir()), tmp.exists()
     (['a.txt'], False)
     """
-    t = Path(target)
-    t.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{t.name}.partial-", dir=t.parent))
+    tmp = new_staging_folder(target)
     try:
         yield tmp
     finally:
@@ -106,14 +124,9 @@ def publish_folder(staging: str | os.PathLike, target: str | os.PathLike, *,
     """Rename a finished folder onto ``target`` (absent, empty, or replaced if ``replace``).
 
     With ``replace`` an existing ``target`` is first renamed aside and removed after the new
-    folder is in place, so ``target`` is never half old and half new. The folder gets the
-    permissions an ordinary ``mkdir`` would give (:func:`tempfile.mkdtemp` makes it
-    owner-only).
+    folder is in place, so ``target`` is never half old and half new.
     """
     s, t = Path(staging), Path(target)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(s, 0o777 & ~umask)
     old = None
     if t.exists() and (replace or (t.is_dir() and not any(t.iterdir()))):
         old = Path(tempfile.mkdtemp(prefix=f".{t.name}.old-", dir=t.parent))

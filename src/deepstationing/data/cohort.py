@@ -42,14 +42,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from deepstationing.data.atomic import publish_folder, write_json_atomic
+from deepstationing.data.atomic import new_staging_folder, publish_folder, write_json_atomic
 from deepstationing.errors import InputError
 
 __all__ = ["Case", "Cohort", "CohortWriter", "assign_folds", "write_json_atomic", "MANIFEST",
@@ -201,9 +200,7 @@ class CohortWriter:
         self.name = name or self.out.name
         self.cohort_files = tuple(cohort_files)
         self._replace = self._check_target()
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-",
-                                             dir=self.out.parent))
+        self.staging = new_staging_folder(self.out)
         self._entries: list[dict] = []
 
     def _check_target(self) -> bool:
