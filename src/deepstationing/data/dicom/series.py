@@ -120,12 +120,18 @@ def read_series_reference(folder: str | os.PathLike) -> SeriesReference:
                          if d.exists() else "no such folder")
     image = read_dicom_series(d)
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(d))
-    files = list(reader.GetGDCMSeriesFileNames(str(d), series[0]))
+    files = [f for uid in reader.GetGDCMSeriesIDs(str(d))
+             for f in reader.GetGDCMSeriesFileNames(str(d), uid)]
+    row_col = image.direction_matrix[:, :2].T.ravel()
     headers: list[Dataset | None] = [None] * image.shape[0]
     for f in files:
         try:
             h = pydicom.dcmread(f, stop_before_pixels=True)
+            orientation = np.asarray(h.ImageOrientationPatient, dtype=float)
+            if "LOCALIZER" in [str(v).upper() for v in h.get("ImageType", [])] or \
+                    not np.allclose(orientation, row_col, atol=1e-3):
+                log.info("%s: not a slice of the volume (localizer); not referenced", f)
+                continue
             k, r, c = image.world_to_index([float(v) for v in h.ImagePositionPatient])
         except Exception as exc:  # pydicom raises several types for broken files
             raise InputError(f, f"unreadable CT slice header ({exc})") from None
