@@ -56,3 +56,19 @@ def stand_in_model(monkeypatch):
     monkeypatch.setattr(model_module.ModelFolder, "open",
                         classmethod(lambda cls, root: object()))
     monkeypatch.setattr(network, "StationParser", Parser)
+
+
+@pytest.fixture(scope="session")
+def dciodvfy() -> str:
+    """``dciodvfy`` (Debian dicom3tools); skip if absent, fail if ..._REQUIRE_TOOLS=1."""
+    from dicom_tools import require_tool
+
+    return require_tool("dciodvfy")
+
+
+@pytest.fixture(scope="session")
+def plastimatch() -> str:
+    """``plastimatch`` (Debian plastimatch); skip if absent, fail if ..._REQUIRE_TOOLS=1."""
+    from dicom_tools import require_tool
+
+    return require_tool("plastimatch")

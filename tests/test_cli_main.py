@@ -8,7 +8,8 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for command in ("phantom", "rules", "evaluate", "view", "demo"):
+    for command in ("phantom", "rules", "evaluate", "view", "demo", "export", "dataset",
+                    "model"):
         assert command in out
 
 

@@ -95,3 +95,37 @@ def test_colormap_and_unique_colours():
         assert cmap.shape == (len(labels) + 1, 3)
         assert np.all(cmap[0] == 0) and np.all((cmap >= 0) & (cmap <= 1))
         assert len({lab.color for lab in labels}) == len(labels)
+
+
+def test_seg_codes_are_the_dicom_dictionary_concepts():
+    """Every SEG code is a SNOMED CT concept that pydicom's DICOM code dictionary knows."""
+    from pydicom.sr._concepts_dict import concepts
+
+    known = {value for by_value in concepts["SCT"].values() for value in by_value}
+    for labels in (ORGANS, STATIONS):
+        for lab in labels:
+            assert lab.code is not None and lab.code[0] == "SCT", lab.key
+            assert lab.code[1] in known, (lab.key, lab.code)
+    for code in (schema.SEG_CATEGORY, *schema.LATERALITY_CODES.values()):
+        assert code[1] in known
+    # every label has its own concept; lateralised pairs differ by their modifier
+    idents = [(lab.code[1], schema.seg_modifier(lab)) for labels in (ORGANS, STATIONS)
+              for lab in labels]
+    assert len(set(idents)) == len(idents) == 34
+    assert schema.seg_modifier(STATIONS.by_key("4R")) == ("SCT", "24028007", "Right")
+
+
+def test_clinic_roi_names_map_to_one_label_each():
+    assert STATIONS.by_key("4R").roi_name == "LNS_4R"
+    assert ORGANS.by_key("lung_l").roi_name == "Lung_L"
+    for name, key in (("LN 4R", "4R"), ("Station_4R", "4R"), ("4R", "4R"), ("4r", "4R"),
+                      ("Trachea", "trachea"), ("Lung-Left", "lung_l"), ("Lt Lung", "lung_l"),
+                      ("RT LUNG", "lung_r"), ("LNS_7", "7"), ("station 3a", "3A"),
+                      ("Esophagus", "esophagus"), ("V_Jugular_R", "ijv_r")):
+        assert schema.match_roi_name(name).key == key, name
+    for name in ("SpinalCord", "BODY", "GTV-1", "7", "Lungs", "Lung"):
+        assert schema.match_roi_name(name) is None, name
+    # the ROI names we write come back to their label
+    for labels in (ORGANS, STATIONS):
+        for lab in labels:
+            assert schema.match_roi_name(lab.roi_name) is lab

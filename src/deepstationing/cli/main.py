@@ -30,7 +30,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rules",
     "train",
     "predict",
+    "export",
     "evaluate",
+    "dataset",
+    "model",
 )
 
 DESCRIPTION = """\
@@ -44,6 +47,11 @@ Typical use:
   deepstationing train organs --cohort ph/ --fold 0 --config cpu
   deepstationing train stations --cohort ph/ --fold 0 --channels pred:all
   deepstationing predict ct.nii.gz -o out/ --model runs/models/<name>
+  deepstationing predict dicom/CT/ -o out/ --model M --format nifti,rtstruct,seg
+  deepstationing export out/stations.nii.gz --ct dicom/CT/ -o rt/ --format rtstruct
+  deepstationing dataset import clinic/ -o cohort/ --map rois.yaml
+  deepstationing model export runs/models/<name> -o model.zip
+  deepstationing model import model.zip --to models/<name>
   deepstationing evaluate --pred P --truth T -o results/
   deepstationing view CASE_DIR -o case.png
 

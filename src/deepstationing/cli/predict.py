@@ -13,7 +13,10 @@ Writes OUT/organs.nii.gz (22 organs) and OUT/stations.nii.gz (12 stations) on ex
 input's voxel grid and geometry (same shape, spacing, origin, direction), whatever the
 input's orientation.
 
-The input is a NIfTI/NRRD/MHA file or a folder holding one DICOM CT series.
+The input is a NIfTI/NRRD/MHA file or a folder holding one DICOM CT series. For a DICOM
+input, --format rtstruct,seg also writes OUT/rtstruct.dcm (an RT Structure Set with a ROI
+per station and organ, referencing the series) and OUT/seg_stations.dcm /
+OUT/seg_organs.dcm (DICOM SEG); see 'deepstationing export --help'.
 """
 
 EPILOG = """\
@@ -21,6 +24,7 @@ examples:
   deepstationing predict ct.nii.gz -o out/ --model runs/models/phantom-cpu
   deepstationing predict dicom_folder/ -o out/ --model model/ --device cuda
   deepstationing predict ct.nrrd -o out/ --model model/ --organs organs.nii.gz
+  deepstationing predict dicom_folder/ -o out/ --model model/ --format nifti,rtstruct,seg
 
 Train a model first with 'deepstationing train organs ...' and 'deepstationing train
 stations ...'; the model folder (WORKDIR/models/NAME) is self-contained and can be copied.
@@ -45,14 +49,23 @@ def register(subparsers) -> None:
                              "full)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--format", default="nifti", metavar="LIST",
+                        help="outputs, comma-separated: nifti, rtstruct, seg (the DICOM ones "
+                             "need a DICOM input; default: nifti)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from deepstationing.backbone.model import HOW_TO_TRAIN, ModelFolder
+    from deepstationing.data.dicom.export import DICOM_FORMATS, export_dicom, parse_formats
     from deepstationing.data.image import read_ct, read_image, write_image
     from deepstationing.errors import InputError
 
+    formats = parse_formats(args.format)
+    dicom_formats = tuple(f for f in formats if f in DICOM_FORMATS)
+    if dicom_formats and not Path(args.input).is_dir():
+        raise InputError(args.input, f"--format {','.join(dicom_formats)} needs a DICOM CT "
+                                     "series folder as input (its UIDs are referenced)")
     if args.model is None:
         raise InputError(None, f"no --model given; {HOW_TO_TRAIN}")
     model = ModelFolder.open(args.model)
@@ -84,9 +97,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     say(f"writing {out}")
-    if organs_out is not None:
-        write_image(organs_out, out / "organs.nii.gz")
-    write_image(stations, out / "stations.nii.gz")
-    print(f"done in {time.perf_counter() - t0:.1f} s: "
-          f"{', '.join(p.name for p in sorted(out.glob('*.nii.gz')))} in {out}", file=sys.stderr)
+    if "nifti" in formats:
+        if organs_out is not None:
+            write_image(organs_out, out / "organs.nii.gz")
+        write_image(stations, out / "stations.nii.gz")
+    if dicom_formats:
+        export_dicom(args.input, out, stations=stations, organs=organs_out,
+                     formats=dicom_formats)
+    written = [p.name for p in sorted(out.iterdir()) if p.name.endswith((".nii.gz", ".dcm"))]
+    print(f"done in {time.perf_counter() - t0:.1f} s: {', '.join(written)} in {out}",
+          file=sys.stderr)
     return 0

@@ -26,6 +26,8 @@ import errno
 import json
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +36,8 @@ from typing import Any
 from deepstationing.errors import OutputError
 
 __all__ = ["write_text_atomic", "write_json_atomic", "publish", "atomic_output", "StagedOutput",
-           "ensure_folder", "current_umask", "describe_os_error", "remove_temporary_files"]
+           "ensure_folder", "current_umask", "describe_os_error", "remove_temporary_files",
+           "atomic_file", "new_staging_folder", "staging_folder", "publish_folder"]
 
 #: Name prefix of the temporary files (hidden, next to their target).
 TEMP_PREFIX = ".tmp-"
@@ -227,3 +230,66 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return write_text_atomic(json.dumps(obj, indent=2) + "\n", path)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """:func:`atomic_output` for writers that want a file name (pydicom, zipfile, highdicom)."""
+    with atomic_output(path, suffix=suffix) as out:
+        yield Path(out.path)
+
+
+def new_staging_folder(target: str | os.PathLike) -> Path:
+    """A new empty folder beside ``target`` (hidden, ``.NAME.partial-XXXX``) to build it in.
+
+    Made with mode 0777, to which the kernel applies the umask, so the published folder has
+    ordinary permissions without reading or changing the umask.
+    """
+    t = Path(target)
+    ensure_folder(t.parent, output=t)
+    for _ in range(100):
+        d = t.parent / f".{t.name}.partial-{secrets.token_hex(6)}"
+        try:
+            os.mkdir(d, 0o777)
+        except FileExistsError:
+            continue
+        return d
+    raise FileExistsError(errno.EEXIST, "no free staging folder name", str(t.parent))
+
+
+@contextmanager
+def staging_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """A staging folder beside ``target`` (:func:`new_staging_folder`); removed unless published.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "series"
+    >>> with staging_folder(out) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("a")
+    ...     _ = publish_folder(tmp, out)
+    >>> sorted(p.name for p in out.iterdir()), tmp.exists()
+    (['a.txt'], False)
+    """
+    tmp = new_staging_folder(target)
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_folder(staging: str | os.PathLike, target: str | os.PathLike, *,
+                   replace: bool = False) -> Path:
+    """Rename a finished folder onto ``target`` (absent, empty, or replaced if ``replace``).
+
+    With ``replace`` an existing ``target`` is first renamed aside and removed after the new
+    folder is in place, so ``target`` is never half old and half new.
+    """
+    s, t = Path(staging), Path(target)
+    old = None
+    if t.exists() and (replace or (t.is_dir() and not any(t.iterdir()))):
+        old = Path(tempfile.mkdtemp(prefix=f".{t.name}.old-", dir=t.parent))
+        os.replace(t, old / "x")
+    os.replace(s, t)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return t

@@ -20,10 +20,8 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from deepstationing import __version__
-from deepstationing.data.atomic import ensure_folder, remove_temporary_files
-from deepstationing.data.cohort import CASE_FILES, MANIFEST, Cohort, write_json_atomic
+from deepstationing.data.atomic import ensure_folder
+from deepstationing.data.cohort import CASE_FILES, Cohort, CohortWriter, write_json_atomic
 from deepstationing.data.image import Image, write_image
 from deepstationing.data.phantom.anatomy import Anatomy, Grid, rasterize
 from deepstationing.data.phantom.appearance import add_noise_to_int16, hu_table
@@ -42,7 +40,6 @@ from deepstationing.data.phantom.landmarks import measure_landmarks
 from deepstationing.data.phantom.nodes import place_nodes
 from deepstationing.data.phantom.params import PRESETS, draw_parameters, grid_for
 from deepstationing.data.phantom.stations import build_stations, draw_annotator
-from deepstationing.errors import InputError
 
 __all__ = ["PhantomCase", "generate_case", "generate_cohort", "write_case", "case_id",
            "PHANTOM_VERSION", "GENERATOR"]
@@ -173,31 +170,6 @@ def write_case(case: PhantomCase, folder: str | os.PathLike) -> Path:
     return d
 
 
-def _folds(n: int, n_folds: int, seed: int) -> list[int]:
-    """Balanced patient-level folds, a deterministic permutation of ``seed``."""
-    perm = np.random.default_rng(np.random.SeedSequence([int(seed), 2**31 - 1])).permutation(n)
-    folds = [0] * n
-    for rank, i in enumerate(perm):
-        folds[int(i)] = rank % n_folds
-    return folds
-
-
-def _check_out_dir(out: Path) -> dict | None:
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "exists and is not a folder")
-    if not out.exists() or not any(out.iterdir()):
-        return None
-    man = out / MANIFEST
-    try:
-        old = json.loads(man.read_text())
-    except (OSError, ValueError):
-        old = None
-    if not isinstance(old, dict) or old.get("generator") != GENERATOR:
-        raise InputError(out, "folder is not empty and is not a phantom cohort; refusing to "
-                              "overwrite it (choose an empty or new folder)")
-    return old
-
-
 def _work(args):
     index, seed, preset, spacing, out = args
     t = time.perf_counter()
@@ -213,8 +185,9 @@ def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
     """Generate ``n_cases`` cases into ``out_dir`` and write ``manifest.json``.
 
     Refuses (``InputError``) a non-empty folder that is not a phantom cohort; an existing
-    phantom cohort is replaced (its old case folders are removed first). The manifest is
-    written last, so an interrupted run never looks like a finished cohort.
+    phantom cohort is replaced. The cohort is built beside ``out_dir`` and renamed into
+    place when complete (:class:`~deepstationing.data.cohort.CohortWriter`), so an
+    interrupted run never looks like a finished cohort and never leaves a half-replaced one.
 
     ``progress(done, total, case_id, seconds)`` is called after each case is written (the
     command line prints it); each case is also logged (``logging``, level INFO).
@@ -224,16 +197,7 @@ def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     out = Path(out_dir)
-    old = _check_out_dir(out)
-    if old is not None:
-        (out / MANIFEST).unlink(missing_ok=True)
-        for e in old.get("cases", []):
-            folder = out / str(e.get("id", ""))
-            if str(e.get("id", "")).startswith("case_") and folder.is_dir():
-                shutil.rmtree(folder)
-    ensure_folder(out)
     sp = None if spacing is None else tuple(float(s) for s in spacing)
-    jobs = [(i, int(seed), preset, sp, str(out)) for i in range(n_cases)]
     t0 = time.perf_counter()
     done = 0
 
@@ -242,34 +206,23 @@ def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
         if progress:
             progress(done, n_cases, case_id(i), dt)
 
-    if workers > 1 and n_cases > 1:
-        try:
+    # a failure (also a pool's killed workers) removes the whole staging folder
+    with CohortWriter(out, generator=GENERATOR, n_folds=n_folds, seed=seed, name=name) as writer:
+        jobs = [(i, int(seed), preset, sp, str(writer.staging)) for i in range(n_cases)]
+        if workers > 1 and n_cases > 1:
             with get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
                 for i, dt in pool.imap_unordered(_work, jobs):
                     done += 1
                     report(i, dt)
-        except BaseException:  # the pool kills the other workers mid-write: tidy up
-            for i in range(n_cases):
-                remove_temporary_files(out / case_id(i))
-            raise
-    else:
-        for job in jobs:
-            i, dt = _work(job)
-            done += 1
-            report(i, dt)
-    folds = _folds(n_cases, n_folds, seed)
-    grid_sp, _ = grid_for(preset, sp)
-    manifest = {
-        "format": 1,
-        "name": name or out.name,
-        "generator": GENERATOR,
-        "version": PHANTOM_VERSION,
-        "preset": preset,
-        "seed": int(seed),
-        "spacing": list(grid_sp),
-        "n_folds": int(n_folds),
-        "cases": [{"id": case_id(i), "fold": folds[i]} for i in range(n_cases)],
-    }
-    write_json_atomic(manifest, out / MANIFEST)
+        else:
+            for job in jobs:
+                i, dt = _work(job)
+                done += 1
+                report(i, dt)
+        for i in range(n_cases):
+            writer.add_case(case_id(i))
+        grid_sp, _ = grid_for(preset, sp)
+        cohort = writer.finish(version=PHANTOM_VERSION, preset=preset, seed=int(seed),
+                               spacing=list(grid_sp))
     log.info("wrote %d phantom cases to %s in %.1f s", n_cases, out, time.perf_counter() - t0)
-    return Cohort(out)
+    return cohort

@@ -1,0 +1,365 @@
+"""DICOM RT Structure Sets: write label maps as contours, read and rasterise contours.
+
+Writing
+-------
+:func:`write_rtstruct` builds an RT Structure Set with pydicom: patient and study copied from
+the referenced CT series, the series' Frame of Reference, every CT slice in the
+ContourImageSequence, one ROI per label (``LNS_4R``, ``Lung_R``: the names and display colours
+of :mod:`deepstationing.schema`), and on each contour the SOP Instance UID of its slice.
+Contours come from :mod:`deepstationing.data.dicom.contours` (marching squares, one
+contour per region with its holes attached by DICOM's keyhole technique). Decimal strings
+are kept to DICOM's 16 characters (:func:`~deepstationing.data.dicom.values.format_ds`);
+rt-utils 1.2.7, the obvious library for this, writes 19-character values that ``dciodvfy``
+flags as errors, and does not write the Frame of Reference module that current ``dciodvfy``
+requires. The structure set
+is marked ``UNAPPROVED`` (Approval module): automatic contours await a clinician's review.
+
+Reading
+-------
+:func:`read_rtstruct` returns the ROIs with their closed planar contours in LPS mm;
+:func:`rasterize_rtstruct` puts them on a CT's voxel grid after checking that the structure
+set and the CT share a Frame of Reference (see :mod:`~deepstationing.data.dicom.contours`
+for the plane-to-slice rule and holes).
+
+>>> import numpy as np, tempfile, pathlib
+>>> from deepstationing.data.image import Image
+>>> from deepstationing.data.dicom.series import write_ct_series
+>>> from deepstationing.schema import STATIONS
+>>> tmp = pathlib.Path(tempfile.mkdtemp())
+>>> ct = write_ct_series(Image(np.zeros((3, 16, 16), np.int16), spacing=(1, 1, 2)),
+...                      tmp / "ct", uid_seed="doc")
+>>> labels = np.zeros((3, 16, 16), np.uint8); labels[1, 2:6, 3:12] = 8   # station 4R
+>>> rs = write_rtstruct(rois_from_label_map(ct.image.with_array(labels), STATIONS), ct,
+...                     tmp / "rs.dcm")
+>>> ss = read_rtstruct(rs)
+>>> [(r.name, r.color, len(r.contours)) for r in ss.rois]
+[('LNS_4R', (148, 103, 189), 1)]
+>>> bool((rasterize_rtstruct(ss, ct)["LNS_4R"] == (labels == 8)).all())
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage
+
+from deepstationing.data.atomic import atomic_file
+from deepstationing.data.dicom.contours import contours_to_mask, mask_to_contours
+from deepstationing.data.dicom.series import SeriesReference
+from deepstationing.data.dicom.values import (
+    MANUFACTURER,
+    MODEL_NAME,
+    PATIENT_STUDY_KEYWORDS,
+    SOFTWARE_VERSION,
+    STUDY_COMPONENT_SOP_CLASS,
+    copy_attributes,
+    ds_list,
+    make_uid,
+    now_date_time,
+)
+from deepstationing.data.image import Image
+from deepstationing.errors import InputError
+from deepstationing.schema import ORGANS, LabelSet
+
+__all__ = ["RoiMask", "Roi", "StructureSet", "rois_from_label_map", "write_rtstruct",
+           "read_rtstruct", "rasterize_rtstruct", "check_frame_of_reference"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoiMask:
+    """One ROI to write: a name, a colour and a mask on the reference CT's grid."""
+
+    name: str
+    mask: np.ndarray = field(repr=False)
+    color: tuple[int, int, int] = (255, 0, 0)
+    interpreted_type: str = ""
+    description: str = ""
+
+
+def rois_from_label_map(label_map: Image, labels: LabelSet) -> list[RoiMask]:
+    """One :class:`RoiMask` per label present in ``label_map``, in schema order.
+
+    Organs are ``ORGAN`` ROIs; stations have no RT ROI Interpreted Type (DICOM has no term
+    for an anatomical region that is neither an organ nor a target; empty means "not
+    designated").
+    """
+    arr = np.asarray(label_map.array)
+    present = set(np.unique(arr).tolist()) - {0}
+    unknown = sorted(v for v in present if not 1 <= v <= len(labels))
+    if unknown:
+        raise InputError(label_map.path, f"label values {unknown[:5]} are not {labels.kind} "
+                                         f"ids (1-{len(labels)})")
+    kind = "ORGAN" if labels is ORGANS else ""
+    return [RoiMask(lab.roi_name, arr == lab.id, lab.color, kind, lab.name)
+            for lab in labels if lab.id in present]
+
+
+def _referenced_frame(reference: SeriesReference) -> Dataset:
+    contour_images = DicomSequence()
+    for h in reference.headers:
+        item = Dataset()
+        item.ReferencedSOPClassUID = h.SOPClassUID
+        item.ReferencedSOPInstanceUID = h.SOPInstanceUID
+        contour_images.append(item)
+    series = Dataset()
+    series.SeriesInstanceUID = reference.series_uid
+    series.ContourImageSequence = contour_images
+    study = Dataset()
+    study.ReferencedSOPClassUID = STUDY_COMPONENT_SOP_CLASS
+    study.ReferencedSOPInstanceUID = reference.study_uid
+    study.RTReferencedSeriesSequence = DicomSequence([series])
+    frame = Dataset()
+    frame.FrameOfReferenceUID = reference.frame_of_reference_uid
+    frame.RTReferencedStudySequence = DicomSequence([study])
+    return frame
+
+
+def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
+                   path: str | os.PathLike, *, label: str = "DEEPSTATIONING",
+                   series_description: str = "deepstationing lymph node stations",
+                   series_number: int = 901, uid_seed: str | None = None) -> Path:
+    """Write ``rois`` as an RT Structure Set referencing the CT series ``reference``.
+
+    Args:
+        rois: masks on the reference image's grid (empty masks are skipped with a log
+            message); at least one must be non-empty.
+        reference: the CT series (:func:`~deepstationing.data.dicom.series.read_series_reference`).
+        path: output file, written atomically.
+        label: Structure Set Label (16 characters at most).
+        uid_seed: derive the new UIDs from this text (reproducible files).
+    """
+    image = reference.image
+    if not reference.frame_of_reference_uid:
+        raise InputError(reference.folder, "CT series has no Frame of Reference UID")
+    for roi in rois:
+        if roi.mask.shape != image.shape:
+            raise InputError(None, f"ROI {roi.name}: mask shape {roi.mask.shape} differs from "
+                                   f"the CT {image.shape}")
+    kept = [r for r in rois if np.any(r.mask)]
+    for r in rois:
+        if not np.any(r.mask):
+            log.info("ROI %s is empty; not written", r.name)
+    if not kept:
+        raise InputError(None, "nothing to write: every ROI is empty")
+
+    def uid(*parts):
+        return make_uid(uid_seed, reference.series_uid, *parts) if uid_seed else make_uid()
+
+    date, time = now_date_time()
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = RTStructureSetStorage
+    ds.SOPInstanceUID = uid("rtstruct")
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    copy_attributes(reference.first, ds, PATIENT_STUDY_KEYWORDS)
+    for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+               "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+        if kw not in ds:
+            setattr(ds, kw, "")  # type 2: present, possibly empty
+    ds.Modality = "RTSTRUCT"
+    ds.SeriesInstanceUID = uid("rtstruct-series")
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = series_description
+    ds.SeriesDate, ds.SeriesTime = date, time
+    ds.OperatorsName = ""
+    ds.FrameOfReferenceUID = reference.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.Manufacturer = MANUFACTURER
+    ds.ManufacturerModelName = MODEL_NAME
+    ds.SoftwareVersions = SOFTWARE_VERSION
+    ds.StructureSetLabel = label[:16]
+    ds.StructureSetName = label[:64]
+    ds.StructureSetDate, ds.StructureSetTime = date, time
+    ds.ReferencedFrameOfReferenceSequence = DicomSequence([_referenced_frame(reference)])
+    ds.ApprovalStatus = "UNAPPROVED"
+
+    sop_uids = reference.sop_instance_uids
+    sop_class = reference.sop_class_uid
+    roi_items, contour_items, observation_items = [], [], []
+    for number, roi in enumerate(kept, start=1):
+        item = Dataset()
+        item.ROINumber = number
+        item.ReferencedFrameOfReferenceUID = reference.frame_of_reference_uid
+        item.ROIName = roi.name[:64]
+        if roi.description:
+            item.ROIDescription = roi.description[:64]
+        item.ROIGenerationAlgorithm = "AUTOMATIC"
+        roi_items.append(item)
+
+        contours = DicomSequence()
+        for k, points in mask_to_contours(roi.mask, image):
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = sop_class
+            ref.ReferencedSOPInstanceUID = sop_uids[k]
+            c = Dataset()
+            c.ContourImageSequence = DicomSequence([ref])
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            c.NumberOfContourPoints = len(points)
+            c.ContourNumber = len(contours) + 1
+            c.ContourData = ds_list(points.ravel())
+            contours.append(c)
+        rc = Dataset()
+        rc.ReferencedROINumber = number
+        rc.ROIDisplayColor = [int(v) for v in roi.color]
+        rc.ContourSequence = contours
+        contour_items.append(rc)
+
+        obs = Dataset()
+        obs.ObservationNumber = number
+        obs.ReferencedROINumber = number
+        obs.ROIObservationLabel = roi.name[:16]
+        obs.RTROIInterpretedType = roi.interpreted_type
+        obs.ROIInterpreter = ""
+        observation_items.append(obs)
+    ds.StructureSetROISequence = DicomSequence(roi_items)
+    ds.ROIContourSequence = DicomSequence(contour_items)
+    ds.RTROIObservationsSequence = DicomSequence(observation_items)
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    return _save_atomic(ds, Path(path))
+
+
+def _save_atomic(ds: Dataset, path: Path) -> Path:
+    with atomic_file(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    return path
+
+
+# ---------------------------------------------------------------------- reading
+@dataclass
+class Roi:
+    """One ROI of a structure set, with its closed planar contours in LPS mm."""
+
+    number: int
+    name: str
+    color: tuple[int, int, int] | None
+    interpreted_type: str
+    frame_of_reference_uid: str
+    contours: list[np.ndarray] = field(repr=False, default_factory=list)
+    other_contours: int = 0  # POINT / OPEN_PLANAR contours, not rasterised
+
+
+@dataclass
+class StructureSet:
+    """An RT Structure Set read by :func:`read_rtstruct`."""
+
+    path: Path
+    frame_of_reference_uids: list[str]
+    referenced_series_uids: list[str]
+    patient_id: str
+    rois: list[Roi]
+
+    def names(self) -> list[str]:
+        return [r.name for r in self.rois]
+
+
+def read_rtstruct(path: str | os.PathLike) -> StructureSet:
+    """Read an RT Structure Set file.
+
+    Raises:
+        InputError: not a DICOM file, not an RT Structure Set, or malformed contours.
+    """
+    import pydicom
+
+    p = Path(path)
+    try:
+        ds = pydicom.dcmread(p)
+    except Exception as exc:  # pydicom raises several types for broken files
+        raise InputError(p, f"not a readable DICOM file ({exc})") from None
+    if str(ds.get("Modality", "")) != "RTSTRUCT" or \
+            str(ds.get("SOPClassUID", "")) != RTStructureSetStorage:
+        raise InputError(p, f"not an RT Structure Set (modality "
+                            f"{ds.get('Modality', 'missing')})")
+    frames, series = [], []
+    for fr in ds.get("ReferencedFrameOfReferenceSequence", []):
+        frames.append(str(fr.get("FrameOfReferenceUID", "")))
+        for st in fr.get("RTReferencedStudySequence", []):
+            for se in st.get("RTReferencedSeriesSequence", []):
+                series.append(str(se.get("SeriesInstanceUID", "")))
+    contours_by_number = {}
+    for rc in ds.get("ROIContourSequence", []):
+        contours_by_number[int(rc.ReferencedROINumber)] = rc
+    observed = {int(o.ReferencedROINumber): str(o.get("RTROIInterpretedType", "") or "")
+                for o in ds.get("RTROIObservationsSequence", [])
+                if "ReferencedROINumber" in o}
+    rois = []
+    for item in ds.get("StructureSetROISequence", []):
+        number = int(item.ROINumber)
+        name = str(item.get("ROIName", "") or f"ROI {number}")
+        rc = contours_by_number.get(number)
+        color = None
+        contours, other = [], 0
+        if rc is not None:
+            if "ROIDisplayColor" in rc and len(rc.ROIDisplayColor) == 3:
+                color = tuple(int(v) for v in rc.ROIDisplayColor)
+            for c in rc.get("ContourSequence", []):
+                kind = str(c.get("ContourGeometricType", ""))
+                if kind not in ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR"):
+                    other += 1
+                    continue
+                try:
+                    pts = np.asarray(c.ContourData, dtype=float).reshape(-1, 3)
+                except (AttributeError, ValueError):
+                    raise InputError(p, f"ROI {name}: contour data is not a list of x, y, z "
+                                        "triplets") from None
+                contours.append(pts)
+        rois.append(Roi(number, name, color, observed.get(number, ""),
+                        str(item.get("ReferencedFrameOfReferenceUID", "")), contours, other))
+    return StructureSet(p, frames, series, str(ds.get("PatientID", "")), rois)
+
+
+def check_frame_of_reference(structure_set: StructureSet, reference: SeriesReference) -> None:
+    """Raise :class:`InputError` unless the structure set lies in the CT's Frame of Reference."""
+    ct_frame = reference.frame_of_reference_uid
+    used = {r.frame_of_reference_uid for r in structure_set.rois if r.contours}
+    used |= set(structure_set.frame_of_reference_uids)
+    used.discard("")
+    if not used:
+        log.warning("%s names no Frame of Reference; assuming the CT's", structure_set.path)
+        return
+    if ct_frame not in used or len(used) > 1:
+        other = sorted(used - {ct_frame}) or sorted(used)
+        raise InputError(structure_set.path, f"Frame of Reference {other[0]} does not match "
+                                             f"the CT's {ct_frame or '(none)'} "
+                                             f"({reference.folder}); the structure set "
+                                             "belongs to another scan")
+
+
+def rasterize_rtstruct(structure_set: StructureSet, reference: SeriesReference | Image,
+                       names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Masks of the structure set's ROIs on the CT grid, by ROI name.
+
+    Args:
+        structure_set: from :func:`read_rtstruct`.
+        reference: the CT series (its Frame of Reference is checked), or a bare
+            :class:`~deepstationing.data.image.Image` (a NIfTI CT: no check possible).
+        names: ROIs to rasterise (default: all with contours).
+    """
+    if isinstance(reference, SeriesReference):
+        check_frame_of_reference(structure_set, reference)
+        image = reference.image
+    else:
+        image = reference
+    wanted = None if names is None else set(names)
+    out: dict[str, np.ndarray] = {}
+    for roi in structure_set.rois:
+        if wanted is not None and roi.name not in wanted:
+            continue
+        mask = contours_to_mask(roi.contours, image, name=f"ROI {roi.name}",
+                                source=str(structure_set.path))
+        out[roi.name] = out[roi.name] | mask if roi.name in out else mask
+    return out
