@@ -140,7 +140,7 @@ def main() -> int:
     organ_ids = schema.ORGANS.ids
     station_ids = schema.STATIONS.ids
     cascade = OrganCascade(pred_model, [k], use="cascade", threads=args.infer_threads)
-    from deepstationing.backbone.model import ModelFolder
+    from deepstationing.training.model import ModelFolder
 
     single = OrganCascade(ModelFolder.open(models / "single"), [k], use="single",
                           threads=args.infer_threads)

@@ -41,8 +41,8 @@ def stand_in_model(monkeypatch):
     reading and writing in a second."""
     import numpy as np
 
-    from deepstationing.backbone import model as model_module
     from deepstationing.stations import network
+    from deepstationing.training import model as model_module
 
     class Parser:
         organs = None

@@ -16,7 +16,6 @@ import pytest
 
 from deepstationing import schema
 from deepstationing.backbone.env import Workspace
-from deepstationing.backbone.model import ModelFolder
 from deepstationing.backbone.plans import CpuConfig
 from deepstationing.backbone.predict import StagePredictor
 from deepstationing.backbone.train import TrainBudget, checkpoint_epoch
@@ -34,6 +33,8 @@ from deepstationing.organs.cascade import (
     train_organs,
 )
 from deepstationing.stations.network import StationParser, train_stations
+from deepstationing.training.model import ModelFolder
+from deepstationing.training.stages import ANCHOR_LABELS
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 LUNG2 = REAL / "pyradiomics_thorax" / "lung2_image.nrrd"
@@ -50,8 +51,9 @@ def make_cohort(out: Path, n: int = N_CASES) -> Cohort:
 
 
 def _options(workdir: Path, **kw) -> TrainOptions:
-    return TrainOptions(workdir=workdir, config="cpu", cpu=TINY,
-                        budget=kw.pop("budget", TrainBudget(1, 2, 1)), progress=None, **kw)
+    return TrainOptions(workdir=workdir, config=kw.pop("config", "cpu"), cpu=kw.pop("cpu", TINY),
+                        budget=kw.pop("budget", TrainBudget(1, 2, 1)),
+                        progress=kw.pop("progress", lambda msg: None), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +73,19 @@ def test_cascade_trains_every_stage_and_the_needed_folds(trained, cohort):
     _, model = trained
     folds = sorted({c.fold for c in cohort})
     reopened = ModelFolder.open(model.root)
-    assert reopened.stage_names == ["anchor", "nonanchor", "stations"]
+    assert reopened.stage_folders == ["anchor", "nonanchor", "stations-pred-all"]
     # predicted channels for fold 0 need the earlier stages on every fold
-    assert reopened.stage(ANCHOR).folds == folds
-    assert reopened.stage(NON_ANCHOR).folds == folds
-    assert reopened.stage("stations").folds == [0]
+    assert reopened.folds(ANCHOR) == folds
+    assert reopened.folds(NON_ANCHOR) == folds
+    assert reopened.folds("stations-pred-all") == [0]
     assert reopened.stage(NON_ANCHOR).channels.organs == schema.ANCHOR_ORGANS
-    assert str(reopened.stage("stations").channels) == "pred:all"
-    for stage in ("anchor", "nonanchor", "stations"):
-        for f in reopened.stage(stage).folds:
+    assert str(reopened.stage("stations-pred-all").channels) == "pred:all"
+    for stage in reopened.stage_folders:
+        for f in reopened.folds(stage):
             assert reopened.checkpoint(stage, f).exists()
+            record = reopened.fold_record(stage, f)
+            assert record["budget"] == {"epochs": 1, "iterations": 2, "val_iterations": 1}
+            assert record["epochs"] == 1
 
 
 def test_channels_are_out_of_fold(trained, cohort):
@@ -90,7 +95,7 @@ def test_channels_are_out_of_fold(trained, cohort):
     seen = {}
     for src in ws.raw.glob("Dataset*/deepstationing_source.json"):
         data = json.loads(src.read_text())
-        stage = data["key"].split("|")[0]
+        stage = json.loads(data["key"])["stage"]["role"]
         for c in data["cases"]:
             if c["channel_origin"] is not None:
                 seen.setdefault(stage, {})[c["id"]] = c["channel_origin"]
@@ -110,8 +115,6 @@ def test_channels_are_out_of_fold(trained, cohort):
     again = OrganCascade(model, [case.fold], use="cascade")
     again_anchor = again.predictors[ANCHOR].predict(
         read_image(case.ct).array.astype(np.float32)[None], read_image(case.ct).array_spacing)
-    from deepstationing.organs.cascade import ANCHOR_LABELS
-
     cached = read_image(anchor_dir / f"{case.id}.nii.gz", label=True).array
     assert np.array_equal(ANCHOR_LABELS.to_schema(again_anchor), cached)
 
@@ -146,7 +149,7 @@ def test_predict_with_given_organs_uses_them(trained, cohort, tmp_path):
 
 def test_wrong_channel_count_is_a_clear_error(trained):
     _, model = trained
-    pred = StagePredictor(model.stage_folder("stations"), [0])
+    pred = StagePredictor(model.stage_folder("stations-pred-all"), [0])
     assert pred.n_channels == 23
     with pytest.raises(InputError, match="expects 23 input channel"):
         pred.predict(np.zeros((2, 8, 16, 16), np.float32), (5.0, 2.0, 2.0), source="x.nii.gz")
@@ -180,6 +183,80 @@ def test_resume_continues_from_last_checkpoint(cohort, tmp_path):
     assert [(r["start_epoch"], r["end_epoch"], r["finished"]) for r in runs] == [
         (0, 1, False), (1, 3, True)]
     assert checkpoint_epoch(model.checkpoint(ANCHOR, 1)) == 3
+
+
+def test_each_channel_spec_is_its_own_station_stage(trained, cohort, tmp_path):
+    """A second channel spec trains into the same model beside the first one; predict asks
+    which one when there are several."""
+    import shutil
+
+    opts, model = trained
+    copy = shutil.copytree(model.root, tmp_path / "model")  # the fixture's model stays as it is
+    model = train_stations(cohort, 0, channels="gt:heart,spine+sdm", options=opts,
+                           model_dir=copy)
+    assert model.stages_of_role("stations") == ["stations-gt-2org-422369-sdm",
+                                                "stations-pred-all"]
+    assert model.stage("stations-gt-2org-422369-sdm").channels.encoding == "sdm"
+    case = cohort.case(cohort.test_ids(0)[0])
+    with pytest.raises(InputError, match="several station stages"):
+        StationParser(model)
+    parser = StationParser(model, stations="gt:heart,spine+sdm")
+    assert parser.stations.n_channels == 3
+    organs, stations = parser.predict(read_image(case.ct), read_image(case.organs, label=True))
+    check_same_geometry(read_image(case.ct), stations)
+    assert main(["predict", str(case.ct), "-o", str(tmp_path / "p"), "--model",
+                 str(model.root), "--stations", "pred:all"]) == 0
+
+
+def test_a_clashing_definition_fails_before_any_training(trained, cohort, tmp_path, capsys):
+    opts, model = trained
+    other = _options(opts.workspace.root, cpu=CpuConfig((16, 32, 32), (4, 8, 16, 32), 2))
+    said = []
+    other.progress = said.append
+    with pytest.raises(InputError, match="stage 'stations-pred-all' of this model was "
+                                         "defined differently \\(cpu differ"):
+        train_stations(cohort, 1, channels="pred:all", options=other, model_dir=model.root)
+    assert said == []  # nothing exported, predicted or trained
+    with pytest.raises(InputError, match="organ stages of this model use config cpu"):
+        train_organs(cohort, 1, options=_options(opts.workspace.root, config="full"),
+                     model_dir=model.root, stages=("single",))
+
+
+def test_training_never_mirrors_and_rotates_little(trained):
+    """nnU-Net mirrors every axis and rotates thick-slice patches by up to 180 degrees, both
+    of which swap the patient's left and right; the toolkit's plans and checkpoints do not."""
+    import torch
+
+    _, model = trained
+    for stage in model.stage_folders:
+        plans = json.loads((model.stage_folder(stage) / "plans.json").read_text())
+        assert plans["deepstationing"] == {"mirror_axes": [], "max_rotation_deg": 15.0}
+        ck = torch.load(model.checkpoint(stage, 0), map_location="cpu", weights_only=False)
+        assert ck["inference_allowed_mirroring_axes"] is None
+
+
+def test_trainer_augmentation_follows_the_plans(trained):
+    """The trainer's spatial augmentation: mirror axes from the plans, rotation clamped."""
+    import math
+
+    from deepstationing.backbone.env import nnunet_environment
+    from deepstationing.backbone.trainers.deepstationing_trainers import DeepStationingTrainerCPU
+
+    opts, model = trained
+    folder = model.stage_folder("stations-pred-all")
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["patch_size"] = [4, 32, 32]  # thick: dummy 2D
+    with nnunet_environment(opts.workspace):
+        for entry, axes in (({"mirror_axes": [], "max_rotation_deg": 15.0}, None),
+                            ({"mirror_axes": [0, 1], "max_rotation_deg": 15.0}, (0, 1))):
+            plans["deepstationing"] = entry
+            tr = DeepStationingTrainerCPU({**plans, "continue_training": False}, "3d_fullres", 0,
+                                          json.loads((folder / "dataset.json").read_text()),
+                                          device=__import__("torch").device("cpu"))
+            rot, dummy_2d, _, mirror = \
+                tr.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+            assert dummy_2d and mirror == axes and tr.inference_allowed_mirroring_axes == axes
+            assert math.isclose(rot[1], math.radians(15)) and math.isclose(rot[0], -rot[1])
 
 
 @pytest.mark.skipif(not LUNG2.exists(), reason=f"real CT fixture absent ({LUNG2})")
@@ -238,13 +315,25 @@ def test_cli_train_anchor_stage(cohort, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "[anchor fold 2]" in err and "epoch 1/1" in err
     model = ModelFolder.open(work / "models" / f"{cohort.root.name}-cpu")
-    assert model.stage_names == ["anchor"] and model.stage(ANCHOR).folds == [2]
-    assert model.stage(ANCHOR).extra["cpu"]["patch_size"] == [32, 64, 64]
+    assert model.stage_folders == ["anchor"] and model.folds(ANCHOR) == [2]
+    assert model.stage(ANCHOR).cpu.patch_size == (32, 64, 64)
     assert checkpoint_epoch(model.checkpoint(ANCHOR, 2)) == 1
     # a re-run finds the fold trained and does nothing
     assert main(["train", "organs", "--cohort", str(cohort.root), "--fold", "2", "--stages",
                  "anchor", "--epochs", "1", "--iterations", "1", "--workdir", str(work)]) == 0
-    assert "training" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already trained (1 epochs)" in err and "training 1 x 1" not in err
+    # a larger budget extends the fold from its checkpoint (it used to do nothing)
+    assert main(["train", "organs", "--cohort", str(cohort.root), "--fold", "2", "--stages",
+                 "anchor", "--epochs", "2", "--iterations", "1", "--workdir", str(work)]) == 0
+    err = capsys.readouterr().err
+    assert "extending from epoch 1 to 2" in err and "epoch 2/2" in err and "epoch 1/2" not in err
+    model = ModelFolder.open(model.root)
+    assert checkpoint_epoch(model.checkpoint(ANCHOR, 2)) == 2
+    assert model.fold_record(ANCHOR, 2)["budget"]["epochs"] == 2
+    runs = json.loads((model.checkpoint(ANCHOR, 2).parent / RUNS_FILE).read_text())
+    assert [(r["start_epoch"], r["end_epoch"], r["finished"]) for r in runs] == [
+        (0, 1, True), (1, 2, True)]
 
 
 @pytest.mark.slow

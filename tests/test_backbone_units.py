@@ -12,19 +12,20 @@ from deepstationing import schema
 from deepstationing.backbone.channels import ChannelSpec, organ_channels
 from deepstationing.backbone.datasets import ExportCase, export_dataset
 from deepstationing.backbone.env import Workspace, nnunet_environment
-from deepstationing.backbone.model import MODEL_FILE, ModelFolder
 from deepstationing.backbone.plans import CpuConfig, _write_splits
-from deepstationing.backbone.predict import (
+from deepstationing.cli.main import main
+from deepstationing.data.image import Image, read_image, write_image
+from deepstationing.data.orientation import (
     back_to_grid,
     from_orientation,
     orientation_code,
     to_model_grid,
     to_orientation,
 )
-from deepstationing.cli.main import main
-from deepstationing.data.image import Image, read_image, write_image
 from deepstationing.errors import InputError
-from deepstationing.organs.cascade import ANCHOR_LABELS, NON_ANCHOR_LABELS, merge_organs
+from deepstationing.organs.cascade import merge_organs
+from deepstationing.training.model import MODEL_FILE, ModelFolder
+from deepstationing.training.stages import ANCHOR_LABELS, NON_ANCHOR_LABELS
 
 
 # ------------------------------------------------------------------ channel specs
@@ -228,6 +229,12 @@ def test_model_folder_errors(tmp_path):
         ModelFolder.open(tmp_path / "empty")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / MODEL_FILE).write_text("{}")
+    with pytest.raises(InputError, match="format None, this version reads format 2"):
+        ModelFolder.open(tmp_path / "bad")
+    (tmp_path / "bad" / MODEL_FILE).write_text('{"format": 2, "stages": {"x": {}}}')
+    with pytest.raises(InputError, match="malformed"):
+        ModelFolder.open(tmp_path / "bad")
+    (tmp_path / "bad" / MODEL_FILE).write_text("{not json")
     with pytest.raises(InputError, match="malformed"):
         ModelFolder.open(tmp_path / "bad")
 

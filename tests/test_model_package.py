@@ -20,14 +20,14 @@ import pytest
 import torch
 
 from deepstationing.backbone.checkpoint import load_checkpoint_safely
-from deepstationing.backbone.package import (
+from deepstationing.cli.main import main
+from deepstationing.errors import InputError
+from deepstationing.training.package import (
     PACKAGE_MANIFEST,
     PackageLimits,
     export_model_package,
     import_model_package,
 )
-from deepstationing.cli.main import main
-from deepstationing.errors import InputError
 
 
 def nnunet_like_checkpoint(path: Path, extra=None) -> None:

@@ -9,8 +9,17 @@ where they come from:
 * ``organs``: the organ keys, one binary (0/1) channel each, in the given order; empty for
   CT only.
 
+Each organ becomes one input channel, encoded in one of two ways (``encoding``):
+
+* ``"binary"`` (the paper's, the default): the mask itself, 0/1;
+* ``"sdm"``: a signed distance map, the distance in mm to the organ's surface (negative
+  inside), clipped to +-:data:`SDM_CLIP_MM` and scaled to [-1, 1]. Every voxel then knows
+  how far it is from each organ, the long-range geometry that a binary mask only reveals to
+  a network whose receptive field reaches the organ (an option beyond the paper; see
+  ``docs/learning.md`` for what it changes).
+
 Organ channels go to nnU-Net as separate images with the ``"noNorm"`` normalisation
-scheme (kept as 0/1), the CT channel with the ``"CT"`` scheme.
+scheme (kept as they are), the CT channel with the ``"CT"`` scheme.
 
 The text form, used on the command line and in model files::
 
@@ -19,6 +28,7 @@ The text form, used on the command line and in model files::
     pred:top6               CT + the paper's auto-searched top-6 organs
     pred:anchors            CT + the 11 anchor organs (the non-anchor stage's input)
     gt:esophagus,heart      CT + a named list of organ keys
+    gt:all+sdm              any of the above with signed-distance encoding
 
 Examples
 --------
@@ -29,6 +39,9 @@ Examples
 'none'
 >>> ChannelSpec.parse("gt:heart,spine").channel_names()
 {'0': 'CT', '1': 'noNorm', '2': 'noNorm'}
+>>> sdm = ChannelSpec.parse("gt:all+sdm")
+>>> sdm.encoding, str(sdm), sdm.tag
+('sdm', 'gt:all+sdm', 'gt-all-sdm')
 """
 
 from __future__ import annotations
@@ -37,10 +50,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from deepstationing import schema
 
-__all__ = ["ChannelSpec", "organ_channels", "SUBSET_ALIASES"]
+__all__ = ["ChannelSpec", "organ_channels", "encode_channels", "signed_distance",
+           "SUBSET_ALIASES", "ENCODINGS", "SDM_CLIP_MM"]
 
 #: Named organ subsets accepted after ``gt:`` / ``pred:``.
 SUBSET_ALIASES: dict[str, tuple[str, ...]] = {
@@ -50,6 +65,11 @@ SUBSET_ALIASES: dict[str, tuple[str, ...]] = {
     "non_anchors": schema.NON_ANCHOR_ORGANS,
 }
 SOURCES = ("gt", "pred")
+#: Organ channel encodings: binary masks (the paper) or signed distance maps.
+ENCODINGS = ("binary", "sdm")
+#: Signed distances are clipped to this many mm (then scaled to [-1, 1]). Stations reach
+#: up to ~50 mm from the organs that bound them (spec part A); farther is "far".
+SDM_CLIP_MM = 60.0
 
 
 @dataclass(frozen=True)
@@ -58,10 +78,14 @@ class ChannelSpec:
 
     source: str = "pred"
     organs: tuple[str, ...] = ()
+    encoding: str = "binary"
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"organ channel source must be one of {SOURCES}, got {self.source!r}")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"organ channel encoding must be one of {ENCODINGS}, "
+                             f"got {self.encoding!r}")
         keys = tuple(schema.ORGANS.by_key(k).key for k in self.organs)
         if len(set(keys)) != len(keys):
             raise ValueError(f"organ channel list repeats an organ: {', '.join(self.organs)}")
@@ -73,6 +97,13 @@ class ChannelSpec:
         if isinstance(text, ChannelSpec):
             return text
         t = str(text).strip()
+        encoding = "binary"
+        if "+" in t:
+            t, encoding = (v.strip() for v in t.rsplit("+", 1))
+            if encoding.lower() not in ENCODINGS:
+                raise ValueError(f"channel spec {text!r}: unknown encoding {encoding!r} "
+                                 f"(use {' or '.join(ENCODINGS)})")
+            encoding = encoding.lower()
         if t.lower() in ("none", "ct", "ct-only", ""):
             return cls("pred", ())
         if ":" not in t:
@@ -91,15 +122,16 @@ class ChannelSpec:
                 organs = tuple(schema.ORGANS.by_key(k).key for k in organs)
             except KeyError as exc:
                 raise ValueError(f"channel spec {text!r}: {exc.args[0]}") from None
-        return cls(source, organs)
+        return cls(source, organs, encoding if organs else "binary")
 
     def __str__(self) -> str:
         if not self.organs:
             return "none"
+        suffix = "" if self.encoding == "binary" else f"+{self.encoding}"
         for alias, keys in SUBSET_ALIASES.items():
             if tuple(keys) == self.organs:
-                return f"{self.source}:{alias}"
-        return f"{self.source}:{','.join(self.organs)}"
+                return f"{self.source}:{alias}{suffix}"
+        return f"{self.source}:{','.join(self.organs)}{suffix}"
 
     @property
     def n_channels(self) -> int:
@@ -113,11 +145,12 @@ class ChannelSpec:
             return "ct"
         s = str(self)
         if "," not in s:
-            return s.replace(":", "-")
+            return s.replace(":", "-").replace("+", "-")
         import hashlib
 
         h = hashlib.sha1(s.encode()).hexdigest()[:6]
-        return f"{self.source}-{len(self.organs)}org-{h}"
+        suffix = "" if self.encoding == "binary" else f"-{self.encoding}"
+        return f"{self.source}-{len(self.organs)}org-{h}{suffix}"
 
     def channel_names(self) -> dict[str, str]:
         """nnU-Net ``channel_names``: CT scheme for channel 0, ``noNorm`` for organs."""
@@ -127,11 +160,16 @@ class ChannelSpec:
         return names
 
     def to_json(self) -> dict:
-        return {"spec": str(self), "source": self.source, "organs": list(self.organs)}
+        return {"spec": str(self), "source": self.source, "organs": list(self.organs),
+                "encoding": self.encoding}
 
     @classmethod
     def from_json(cls, obj: dict) -> ChannelSpec:
-        return cls(obj["source"], tuple(obj["organs"]))
+        return cls(obj["source"], tuple(obj["organs"]), obj.get("encoding", "binary"))
+
+    def with_organs(self, organs: Sequence[str]) -> ChannelSpec:
+        """The same source and encoding with another organ list."""
+        return ChannelSpec(self.source, tuple(organs), self.encoding if organs else "binary")
 
 
 def organ_channels(organ_map: np.ndarray, organs: Sequence[str]) -> np.ndarray:
@@ -146,3 +184,52 @@ def organ_channels(organ_map: np.ndarray, organs: Sequence[str]) -> np.ndarray:
     for i, key in enumerate(organs):
         out[i] = organ_map == schema.ORGANS.by_key(key).id
     return out
+
+
+def signed_distance(mask: np.ndarray, spacing_zyx: Sequence[float],
+                    clip_mm: float = SDM_CLIP_MM) -> np.ndarray:
+    """Signed distance (mm) to a mask's surface, negative inside, clipped and scaled to [-1, 1].
+
+    Computed only inside the mask's bounding box grown by ``clip_mm`` (farther voxels are
+    clipped to +1 anyway), so the cost follows the organ's size, not the image's. An empty
+    mask is +1 everywhere.
+
+    >>> m = np.zeros((1, 1, 9), bool); m[0, 0, 3:6] = True
+    >>> (signed_distance(m, (1.0, 1.0, 2.0), clip_mm=8.0) * 8).round(1).tolist()[0][0]
+    [6.0, 4.0, 2.0, -2.0, -4.0, -2.0, 2.0, 4.0, 6.0]
+    """
+    out = np.ones(mask.shape, np.float32)
+    idx = np.argwhere(mask)
+    if idx.size == 0:
+        return out
+    sp = np.asarray(spacing_zyx, float)
+    grow = np.ceil(clip_mm / sp).astype(int)
+    lo = np.maximum(idx.min(0) - grow, 0)
+    hi = np.minimum(idx.max(0) + grow + 1, mask.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    m = mask[box].astype(bool)
+    outside = ndimage.distance_transform_edt(~m, sampling=sp)
+    inside = ndimage.distance_transform_edt(m, sampling=sp)
+    d = np.where(m, -inside, outside)
+    out[box] = np.clip(d / clip_mm, -1.0, 1.0)
+    return out
+
+
+def encode_channels(organ_map: np.ndarray, spec: ChannelSpec,
+                    spacing_zyx: Sequence[float]) -> np.ndarray:
+    """The organ input channels of ``spec`` for a 22-organ map: ``[n, z, y, x]``.
+
+    Binary encoding gives uint8 masks, ``sdm`` float32 signed distances (see
+    :func:`signed_distance`); ``spacing_zyx`` is the map's voxel spacing (array order).
+
+    >>> m = np.zeros((3, 3, 3), np.uint8); m[1, 1, 1] = 5
+    >>> encode_channels(m, ChannelSpec.parse("gt:heart"), (1, 1, 1)).dtype
+    dtype('uint8')
+    >>> float(encode_channels(m, ChannelSpec.parse("gt:heart+sdm"), (1, 1, 1))[0, 1, 1, 1])
+    -0.016666...
+    """
+    masks = organ_channels(organ_map, spec.organs)
+    if spec.encoding == "binary":
+        return masks
+    return np.stack([signed_distance(m, spacing_zyx) for m in masks]) if len(masks) else \
+        np.zeros((0,) + organ_map.shape, np.float32)

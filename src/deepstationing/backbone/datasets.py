@@ -28,7 +28,6 @@ array([22,  5], dtype=uint8)
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from deepstationing import schema
-from deepstationing.backbone.channels import ChannelSpec
+from deepstationing.backbone.channels import ChannelSpec, encode_channels
 from deepstationing.backbone.env import Workspace
 from deepstationing.data.cohort import write_json_atomic
 from deepstationing.data.image import check_same_geometry, read_image, write_image
+from deepstationing.data.orientation import to_orientation
 
 __all__ = ["StageLabels", "ExportCase", "DatasetRef", "export_dataset", "dataset_id_for",
-           "FIRST_DATASET_ID", "folds_of", "stderr_progress"]
+           "FIRST_DATASET_ID", "folds_of"]
 
 #: First dataset id handed out in a workspace (clear of nnU-Net's public task ids).
 FIRST_DATASET_ID = 601
@@ -149,7 +149,7 @@ def dataset_id_for(workspace: Workspace, key: str) -> int:
 
 
 def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[ExportCase], *,
-                   labels: StageLabels, channels: ChannelSpec,
+                   labels: StageLabels, channels: ChannelSpec, orientation: str = "LPS",
                    progress: Callable[[str], None] | None = None) -> tuple[DatasetRef, bool]:
     """Write ``cases`` as an nnU-Net raw dataset; skip if an identical export exists.
 
@@ -159,7 +159,9 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
         name: short name (``[A-Za-z0-9_]``) used in ``DatasetXXX_<name>``.
         cases: what to export.
         labels: the stage's targets (relabelled to 0..N).
-        channels: the organ channels to add after the CT.
+        channels: the organ channels to add after the CT (and their encoding).
+        orientation: every case is written with its axes in this orientation (the one the
+            network is trained in; predict re-orients its inputs the same way).
 
     Returns:
         The dataset and whether it was (re)written (``False``: unchanged, reused).
@@ -171,6 +173,7 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
         "key": key,
         "labels": labels.to_json(),
         "channels": channels.to_json(),
+        "orientation": orientation,
         "cases": [{"id": c.case_id, "fold": c.fold, "ct": _stamp(c.ct), "target": _stamp(c.target),
                    "organs": _stamp(c.organs) if channels.organs else None,
                    "channel_origin": c.channel_origin if channels.organs else None}
@@ -190,21 +193,20 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
     for n, case in enumerate(cases, 1):
         if progress:
             progress(f"exporting {name}: case {n}/{len(cases)} ({case.case_id})")
-        ct = read_image(case.ct)
+        ct = to_orientation(read_image(case.ct), orientation)
         write_image(ct, images / f"{case.case_id}_0000.nii.gz")
-        target = read_image(case.target, label=True)
+        target = to_orientation(read_image(case.target, label=True), orientation)
         check_same_geometry(ct, target, reference_name=str(case.ct))
         write_image(ct.with_array(labels.to_local(target.array)),
                     targets / f"{case.case_id}.nii.gz")
         if channels.organs:
             if case.organs is None:
                 raise ValueError(f"case {case.case_id}: organ channels requested but no organ map")
-            organ_map = read_image(case.organs, label=True)
+            organ_map = to_orientation(read_image(case.organs, label=True), orientation)
             check_same_geometry(ct, organ_map, reference_name=str(case.ct))
-            for i, okey in enumerate(channels.organs):
-                oid = schema.ORGANS.by_key(okey).id
-                write_image(ct.with_array((organ_map.array == oid).astype(np.uint8)),
-                            images / f"{case.case_id}_{i + 1:04d}.nii.gz")
+            encoded = encode_channels(organ_map.array, channels, ct.array_spacing)
+            for i, channel in enumerate(encoded):
+                write_image(ct.with_array(channel), images / f"{case.case_id}_{i + 1:04d}.nii.gz")
     dataset_json = {
         "name": name,
         "channel_names": channels.channel_names(),
@@ -223,9 +225,3 @@ def folds_of(ref: DatasetRef) -> dict[str, int | None]:
     """Case id to fold, as exported."""
     src = json.loads((ref.raw_folder / "deepstationing_source.json").read_text())
     return {c["id"]: c["fold"] for c in src["cases"]}
-
-
-def stderr_progress(message: str) -> None:
-    """Default progress sink: one line on stderr."""
-    print(message, file=sys.stderr, flush=True)
-

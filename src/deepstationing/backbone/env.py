@@ -9,9 +9,9 @@ classes through ``nnUNet_extTrainer``. Users of this toolkit never set any of th
 duration of a ``with`` block, restoring what was there before.
 
 Some of nnU-Net's settings are read once, when ``nnunetv2`` is first imported
-(``nnUNet_def_n_proc``). :func:`prepare_nnunet_import` sets safe defaults for those and must
-run before anything imports ``nnunetv2``; every module of :mod:`deepstationing.backbone`
-calls it before its (lazy) nnU-Net imports.
+(``nnUNet_def_n_proc``), so every module of :mod:`deepstationing.backbone` imports nnU-Net
+lazily, *inside* a :func:`nnunet_environment` block. Nothing here changes the process's
+environment outside such a block.
 
 Layout of a workspace::
 
@@ -19,7 +19,7 @@ Layout of a workspace::
       nnunet_raw/            exported nnU-Net raw datasets (DatasetXXX_<name>/)
       nnunet_preprocessed/   nnU-Net's preprocessed data and plans
       nnunet_results/        nnU-Net's training output folders
-      models/<name>/         self-contained trained models (see backbone.model)
+      models/<name>/         self-contained trained models (see deepstationing.training.model)
       predictions/           cached out-of-fold predictions used as training channels
       registry.json          dataset ids handed out in this workspace
 
@@ -41,8 +41,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Workspace", "nnunet_environment", "prepare_nnunet_import", "TRAINER_FOLDER",
-           "DEFAULT_WORKDIR"]
+__all__ = ["Workspace", "nnunet_environment", "TRAINER_FOLDER", "DEFAULT_WORKDIR",
+           "default_workers", "CPU_WORKERS"]
 
 #: Default ``--workdir`` of the command-line interface.
 DEFAULT_WORKDIR = Path("runs")
@@ -51,21 +51,41 @@ DEFAULT_WORKDIR = Path("runs")
 #: nnU-Net's trainer search imports nothing else from the package.
 TRAINER_FOLDER = Path(__file__).resolve().parent / "trainers"
 
-#: Defaults that nnU-Net reads when it is imported or starts workers. Small on purpose:
-#: the toolkit runs on laptops and shared 2-core machines; on a GPU server set
-#: ``DEEPSTATIONING_NNUNET_WORKERS`` to use more data-augmentation workers.
-_IMPORT_DEFAULTS = {
+#: What nnU-Net reads when it is imported or trains, set inside :func:`nnunet_environment`:
+#: one process for its planning helpers (the toolkit passes its own counts where it matters)
+#: and no ``torch.compile`` (minutes of compilation; Triton is not on every machine).
+_NNUNET_DEFAULTS = {
     "nnUNet_def_n_proc": "1",
     "nnUNet_compile": "f",
-    "OMP_WAIT_POLICY": "PASSIVE",
 }
 
+#: Augmentation workers for CPU training (see :func:`default_workers`).
+CPU_WORKERS = 0
 
-def prepare_nnunet_import() -> None:
-    """Set the environment nnU-Net reads at import time (only where not set already)."""
-    for key, value in _IMPORT_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("nnUNet_extTrainer", str(TRAINER_FOLDER))
+
+def default_workers(device: str) -> int:
+    """Data-augmentation worker processes for training on ``device``.
+
+    On a GPU, what nnU-Net itself would use on this machine (its per-host table, 12 by
+    default), bounded by the cores left beside the training process: a GPU otherwise waits
+    for augmentation (measured on an H200: 0.34 s per iteration with augmentation in the
+    training process, 0.03 s with 12 workers). On the CPU, augmentation competes with the
+    network for the same cores: :data:`CPU_WORKERS` (measured, see ``docs/learning.md``).
+
+    >>> default_workers("cpu") == CPU_WORKERS
+    True
+    """
+    if device != "cuda":
+        return CPU_WORKERS
+    saved = os.environ.pop("nnUNet_n_proc_DA", None)  # ask nnU-Net's own table
+    try:
+        from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+
+        wanted = int(get_allowed_n_proc_DA())
+    finally:
+        if saved is not None:
+            os.environ["nnUNet_n_proc_DA"] = saved
+    return max(1, min(wanted, (os.cpu_count() or 2) - 1))
 
 
 @dataclass(frozen=True)
@@ -124,8 +144,7 @@ def nnunet_environment(workspace: Workspace | None = None, *, n_proc_da: int = 0
             preprocessing need at least 1 and get ``max(1, n_proc_da)``.
         threads: torch intra-op threads inside the block (``None``: leave as is).
     """
-    prepare_nnunet_import()
-    values = {"nnUNet_n_proc_DA": str(int(n_proc_da)),
+    values = {**_NNUNET_DEFAULTS, "nnUNet_n_proc_DA": str(int(n_proc_da)),
               "nnUNet_extTrainer": str(TRAINER_FOLDER)}
     if workspace is not None:
         workspace.create()

@@ -46,11 +46,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deepstationing.backbone.datasets import DatasetRef, folds_of
-from deepstationing.backbone.env import Workspace, nnunet_environment, prepare_nnunet_import
+from deepstationing.backbone.env import Workspace, nnunet_environment
 from deepstationing.data.cohort import write_json_atomic
 
 __all__ = ["CpuConfig", "PlansRef", "plan_and_preprocess", "CONFIGS", "CPU_PLANS", "FULL_PLANS",
-           "CONFIGURATION"]
+           "CONFIGURATION", "Augmentation", "ct_window_properties"]
 
 CONFIGS = ("cpu", "full")
 #: Foreground voxels sampled (over the whole dataset) for the intensity fingerprint.
@@ -175,16 +175,93 @@ def _in_process(*modules) -> Iterator[None]:
             m.multiprocessing = orig
 
 
+# ------------------------------------------------------------------ toolkit settings
+@dataclass(frozen=True)
+class Augmentation:
+    """What the toolkit's trainers may do to a patch (see :mod:`.trainers`).
+
+    Attributes:
+        mirror: world axes that may be mirrored, of ``"z"`` (superior-inferior), ``"y"``
+            (anterior-posterior) and ``"x"`` (left-right; never for lateralised labels).
+        max_rotation_deg: rotation limit (nnU-Net: up to 180 degrees in-plane).
+    """
+
+    mirror: tuple[str, ...] = ()
+    max_rotation_deg: float = 15.0
+
+    def plans_entry(self, transpose_forward: Sequence[int]) -> dict:
+        """The ``plans["deepstationing"]`` entries: mirror axes in nnU-Net's axis order.
+
+        >>> Augmentation(("z", "y")).plans_entry([0, 1, 2])["mirror_axes"]
+        [0, 1]
+        >>> Augmentation(("x",)).plans_entry([2, 0, 1])["mirror_axes"]
+        [0]
+        """
+        array_axis = {"z": 0, "y": 1, "x": 2}
+        axes = sorted(list(transpose_forward).index(array_axis[a]) for a in self.mirror)
+        return {"mirror_axes": axes, "max_rotation_deg": float(self.max_rotation_deg)}
+
+    def to_json(self) -> dict:
+        return {"mirror": list(self.mirror), "max_rotation_deg": self.max_rotation_deg}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> Augmentation:
+        return cls(tuple(obj.get("mirror", ())), float(obj.get("max_rotation_deg", 15.0)))
+
+
+def ct_window_properties(window: Sequence[float]) -> dict:
+    """nnU-Net CT-normalisation statistics for a fixed HU window (clip, then scale).
+
+    nnU-Net's ``CTNormalization`` clips to the 0.5/99.5 percentiles of the *target's*
+    foreground and z-scores with its mean and std. For a station target (mediastinal fat)
+    that clips the CT to about [-150, 220] HU, where lung, fat and air look alike. A fixed
+    window instead keeps what the CT shows: ``[-1000, 1000]`` maps to [-2.5, 2.5].
+
+    >>> ct_window_properties((-1000, 1000))["std"]
+    400.0
+    """
+    lo, hi = (float(v) for v in window)
+    return {"percentile_00_5": lo, "percentile_99_5": hi, "mean": (lo + hi) / 2,
+            "std": (hi - lo) / 5, "min": lo, "max": hi, "median": (lo + hi) / 2}
+
+
+def _apply_toolkit(plans_file: Path, augmentation: Augmentation,
+                   ct_window: Sequence[float] | None) -> None:
+    plans = json.loads(plans_file.read_text())
+    plans["deepstationing"] = augmentation.plans_entry(plans["transpose_forward"])
+    if ct_window is not None:
+        plans["foreground_intensity_properties_per_channel"]["0"] = \
+            ct_window_properties(ct_window)
+    write_json_atomic(plans, plans_file)
+
+
 # ------------------------------------------------------------------ planning
-def _source_key(dataset: DatasetRef, config: str, cpu: CpuConfig | None) -> dict:
+def _source_key(dataset: DatasetRef, config: str, cpu: CpuConfig | None,
+                augmentation: Augmentation, ct_window: Sequence[float] | None) -> dict:
     src = json.loads((dataset.raw_folder / "deepstationing_source.json").read_text())
-    key = {"source": src, "config": config, "cpu": cpu.to_json() if cpu else None}
+    key = {"source": src, "config": config, "cpu": cpu.to_json() if cpu else None,
+           "augmentation": augmentation.to_json(),
+           "ct_window": list(ct_window) if ct_window is not None else None}
     return json.loads(json.dumps(key))  # tuples -> lists, as read back from disk
 
 
 def plan_and_preprocess(workspace: Workspace, dataset: DatasetRef, config: str = "cpu",
-                        cpu: CpuConfig | None = None, *, verbose: bool = False) -> PlansRef:
+                        cpu: CpuConfig | None = None, *,
+                        augmentation: Augmentation = Augmentation(),
+                        ct_window: Sequence[float] | None = None,
+                        verbose: bool = False) -> PlansRef:
     """Fingerprint, plan and preprocess ``dataset`` (skipped if already done for these inputs).
+
+    Args:
+        workspace: the nnU-Net folders.
+        dataset: the exported raw dataset.
+        config: ``"cpu"`` or ``"full"``.
+        cpu: the CPU network (``cpu`` config only; default :class:`CpuConfig`).
+        augmentation: mirror axes and rotation limit the trainers may use (written into
+            the plans, so prediction knows them too).
+        ct_window: a fixed HU window for the CT channel (``None``: nnU-Net's statistics
+            of the target's foreground; see :func:`ct_window_properties`).
+        verbose: show nnU-Net's output.
 
     Also writes ``splits_final.json`` from the cohort folds, so nnU-Net's fold ``k`` trains
     on every case not held out in fold ``k`` and validates on the held-out ones.
@@ -199,10 +276,9 @@ def plan_and_preprocess(workspace: Workspace, dataset: DatasetRef, config: str =
     ref = PlansRef(dataset, plans_id, CONFIGURATION, config, cpu)
     pre = workspace.preprocessed / dataset.name
     marker = pre / f"deepstationing_{plans_id}.json"
-    key = _source_key(dataset, config, cpu)
+    key = _source_key(dataset, config, cpu, augmentation, ct_window)
     if marker.exists() and json.loads(marker.read_text()) == key:
         return ref
-    prepare_nnunet_import()
     with nnunet_environment(workspace, n_proc_da=1):
         import nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor as fpe_mod
         import nnunetv2.preprocessing.preprocessors.default_preprocessor as pp_mod
@@ -220,6 +296,7 @@ def plan_and_preprocess(workspace: Workspace, dataset: DatasetRef, config: str =
             plan_experiment_dataset(dataset.id)
             if config == "cpu":
                 _write_cpu_plans(pre, cpu)
+            _apply_toolkit(pre / f"{plans_id}.json", augmentation, ct_window)
             preprocess_dataset(dataset.id, plans_id, configurations=(CONFIGURATION,),
                                num_processes=[1], verbose=False, show_progress_bar=False)
     _write_splits(pre, dataset)

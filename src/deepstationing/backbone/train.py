@@ -1,18 +1,31 @@
-"""Train one fold of one planned dataset with our nnU-Net trainer; resume when interrupted.
+"""Train one fold of one planned dataset with our nnU-Net trainer: start, resume or extend.
 
-Resume semantics are nnU-Net's ``--c``: if the fold's output folder holds
-``checkpoint_final.pth`` from a run with the same budget, training is already done; if it
-holds ``checkpoint_latest.pth`` (an interrupted run with the same budget), training
-continues from it; otherwise it starts from scratch. A different budget restarts from
-scratch (the learning-rate schedule depends on it), and so does a change of the
-preprocessed training data (e.g. organ channels re-made by a retrained earlier stage).
+What happens when :func:`train_fold` is called for a fold whose nnU-Net output folder
+already holds something:
+
+* ``checkpoint_final.pth`` from a run of at least the requested epochs (same trainer,
+  iterations and training data): nothing to do;
+* ``checkpoint_final.pth`` from a shorter run: training is *extended* from it to the new
+  number of epochs (nnU-Net's poly learning rate then follows the new total);
+* ``checkpoint_latest.pth`` (an interrupted run): training continues from it;
+* a run with another trainer, another number of iterations per epoch or other training
+  data (e.g. organ channels re-made by a retrained earlier stage), or ``restart=True``:
+  the folder is cleared and training starts from scratch.
+
+Augmentation runs in ``workers`` processes (``nnUNet_n_proc_DA``; see
+:func:`deepstationing.backbone.env.default_workers`). Progress lines go to ``progress``.
 
 Examples
 --------
->>> # doctest: +SKIP
->>> out = train_fold(ws, plans_ref, 0, budget=TrainBudget(2, 4), device="cpu")
->>> (out / "checkpoint_final.pth").exists()
-True
+>>> run = {"trainer": "T", "iterations": 25, "data": "x", "epochs": 10}
+>>> fold_plan(run, {**run, "epochs": 20}, final=True, latest=False)
+'extend'
+>>> fold_plan(run, {**run, "epochs": 10}, final=True, latest=False)
+'done'
+>>> fold_plan(run, {**run, "iterations": 50}, final=True, latest=False)
+'restart'
+>>> fold_plan(None, run, final=False, latest=False)
+'start'
 """
 
 from __future__ import annotations
@@ -22,15 +35,21 @@ import hashlib
 import io
 import json
 import shutil
-import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepstationing.backbone.env import Workspace, nnunet_environment, prepare_nnunet_import
+from deepstationing.backbone.env import Workspace, nnunet_environment
 from deepstationing.backbone.plans import PlansRef
+from deepstationing.data.atomic import write_json_atomic
 
-__all__ = ["TrainBudget", "train_fold", "trainer_name", "fold_folder", "checkpoint_epoch"]
+__all__ = ["TrainBudget", "train_fold", "fold_folder", "checkpoint_epoch", "fold_plan",
+           "TRAINER_CLASSES", "DEFAULT_BUDGETS"]
+
+#: Trainer class names of the toolkit, by configuration (the search trainers are added by
+#: the stage definition, see :mod:`deepstationing.training.stages`).
+TRAINER_CLASSES = {"cpu": "DeepStationingTrainerCPU", "full": "DeepStationingTrainer"}
 
 
 @dataclass(frozen=True)
@@ -45,17 +64,30 @@ class TrainBudget:
         return {"epochs": self.epochs, "iterations": self.iterations,
                 "val_iterations": self.val_iterations}
 
+    @classmethod
+    def from_json(cls, obj: dict) -> TrainBudget:
+        return cls(obj.get("epochs"), obj.get("iterations"), obj.get("val_iterations"))
 
-def trainer_name(config: str) -> str:
-    """Our trainer class for a configuration (``cpu`` or ``full``)."""
-    return "DeepStationingTrainerCPU" if config == "cpu" else "DeepStationingTrainer"
+    def resolved(self, config: str) -> TrainBudget:
+        """Every field set: ``None`` fields take the configuration's default.
+
+        >>> TrainBudget(epochs=3).resolved("cpu")
+        TrainBudget(epochs=3, iterations=25, val_iterations=5)
+        """
+        d = DEFAULT_BUDGETS[config]
+        return TrainBudget(*(v if v is not None else dv for v, dv in
+                             zip((self.epochs, self.iterations, self.val_iterations),
+                                 (d.epochs, d.iterations, d.val_iterations))))
 
 
-def fold_folder(workspace: Workspace, plans: PlansRef, fold: int) -> Path:
+#: Default budgets: the paper's 1000 x 250 (nnU-Net's) for ``full``; a small one for ``cpu``.
+DEFAULT_BUDGETS = {"full": TrainBudget(1000, 250, 50), "cpu": TrainBudget(50, 25, 5)}
+
+
+def fold_folder(workspace: Workspace, plans: PlansRef, fold: int, trainer: str) -> Path:
     """nnU-Net's output folder of one fold."""
     return (workspace.results / plans.dataset.name /
-            f"{trainer_name(plans.config)}__{plans.plans_identifier}__{plans.configuration}" /
-            f"fold_{fold}")
+            f"{trainer}__{plans.plans_identifier}__{plans.configuration}" / f"fold_{fold}")
 
 
 def checkpoint_epoch(path: str | Path) -> int:
@@ -64,6 +96,22 @@ def checkpoint_epoch(path: str | Path) -> int:
 
     ck = torch.load(str(path), map_location="cpu", weights_only=False)
     return int(ck["current_epoch"])
+
+
+def fold_plan(have: dict | None, want: dict, *, final: bool, latest: bool) -> str:
+    """What to do with a fold folder: ``done``, ``extend``, ``resume``, ``start``/``restart``.
+
+    ``have`` is the record of the run in the folder (``None``: none), ``want`` the requested
+    one (``trainer``, ``iterations``, ``data``, ``settings``, ``epochs``); ``final`` and
+    ``latest`` say whether the folder holds a final / an intermediate checkpoint.
+    """
+    if have is None:
+        return "start"
+    if any(have.get(k) != want.get(k) for k in ("trainer", "iterations", "data", "settings")):
+        return "restart"
+    if final:
+        return "done" if int(have["epochs"]) >= int(want["epochs"]) else "extend"
+    return "resume" if latest else "restart"
 
 
 def _torch_device(device: str):
@@ -76,70 +124,90 @@ def _torch_device(device: str):
     return torch.device(device)
 
 
-def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *,
-               budget: TrainBudget = TrainBudget(), device: str = "cpu",
-               threads: int | None = 1, stop_after_epochs: int | None = None,
-               verbose: bool = False) -> Path:
-    """Train (or resume, or skip if done) fold ``fold``; return the fold's output folder.
+def _trainer_class(name: str):
+    from deepstationing.backbone.trainers import deepstationing_trainers as mod
+
+    try:
+        return getattr(mod, name)
+    except AttributeError:
+        raise ValueError(f"unknown trainer {name!r}") from None
+
+
+def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *, trainer: str,
+               budget: TrainBudget, device: str = "cpu",
+               threads: int | None = 1, workers: int = 0,
+               stop_after_epochs: int | None = None, restart: bool = False,
+               trainer_settings: dict | None = None,
+               progress: Callable[[str], None] | None = None, verbose: bool = False) -> Path:
+    """Train, extend, resume or skip fold ``fold``; return the fold's nnU-Net output folder.
 
     Args:
         workspace: where the preprocessed data and results live.
         plans: the planned dataset (from
             :func:`~deepstationing.backbone.plans.plan_and_preprocess`).
         fold: cohort fold held out for validation.
-        budget: training budget; ``None`` fields keep the trainer's defaults.
+        trainer: trainer class name (see :mod:`deepstationing.backbone.trainers`).
+        budget: training budget, every field set (see :meth:`TrainBudget.resolved`).
         device: ``"cpu"`` or ``"cuda"``.
         threads: torch threads while training (``None``: torch's default).
+        workers: data-augmentation worker processes.
         stop_after_epochs: stop after this many epochs of this run as if interrupted
-            (raises :class:`TrainingStopped`); for tests and time-sliced runs.
+            (raises ``TrainingStopped``); for tests and time-sliced runs.
+        restart: discard what the folder holds and start again.
+        trainer_settings: extra attributes set on the trainer before training (e.g. the
+            key-organ search schedule); part of what a run is, like the budget.
+        progress: receives one line per epoch and one when resuming.
         verbose: show nnU-Net's own console output.
     """
-    prepare_nnunet_import()
-    out = fold_folder(workspace, plans, fold)
+    say = progress or (lambda msg: None)
+    out = fold_folder(workspace, plans, fold, trainer)
     marker = workspace.preprocessed / plans.dataset.name / \
         f"deepstationing_{plans.plans_identifier}.json"
     data = hashlib.sha1(marker.read_bytes()).hexdigest()[:12] if marker.exists() else None
-    # a different budget or different training data (e.g. re-made channels) starts afresh
-    want = {**budget.to_json(), "trainer": trainer_name(plans.config), "data": data}
-    budget_file = out / "deepstationing_budget.json"
-    if out.exists():
-        have = json.loads(budget_file.read_text()) if budget_file.exists() else None
-        if have != want:
-            shutil.rmtree(out)
-        elif (out / "checkpoint_final.pth").exists():
-            return out
-    out.mkdir(parents=True, exist_ok=True)
-    budget_file.write_text(json.dumps(want))
-    resume = (out / "checkpoint_latest.pth").exists()
-    sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-    with nnunet_environment(workspace, n_proc_da=0, threads=threads), sink, \
+    with nnunet_environment(workspace, n_proc_da=workers, threads=threads), \
             warnings.catch_warnings():
         # nnU-Net's pseudo Dice divides 0 by 0 for classes absent from a validation batch
         warnings.simplefilter("ignore", RuntimeWarning)
-        from batchgenerators.utilities.file_and_folder_operations import load_json
+        cls = _trainer_class(trainer)
+        epochs, iterations = int(budget.epochs), int(budget.iterations)
+        val_iterations = int(budget.val_iterations)
+        want = {"trainer": trainer, "iterations": iterations, "data": data, "epochs": epochs,
+                "settings": trainer_settings or {}}
+        record = out / "deepstationing_budget.json"
+        have = json.loads(record.read_text()) if record.exists() else None
+        final, latest = out / "checkpoint_final.pth", out / "checkpoint_latest.pth"
+        plan = "restart" if restart and out.exists() else fold_plan(
+            have, want, final=final.exists(), latest=latest.exists())
+        if plan == "done":
+            return out
+        if plan == "restart" and out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if plan == "extend":
+            # the final state becomes the latest one: an interrupted extension resumes from
+            # it (or from a later checkpoint) and never mistakes it for a finished run
+            final.replace(latest)
+        write_json_atomic(want, record)
+        sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+        with sink:
+            from batchgenerators.utilities.file_and_folder_operations import load_json
 
-        from deepstationing.backbone.trainers.deepstationing_trainers import (
-            DeepStationingTrainer,
-            DeepStationingTrainerCPU,
-        )
-
-        cls = DeepStationingTrainerCPU if plans.config == "cpu" else DeepStationingTrainer
-        pre = workspace.preprocessed / plans.dataset.name
-        plan_dict = load_json(str(pre / f"{plans.plans_identifier}.json"))
-        plan_dict["continue_training"] = resume
-        dataset_json = load_json(str(pre / "dataset.json"))
-        trainer = cls(plan_dict, plans.configuration, fold, dataset_json,
-                      device=_torch_device(device))
-        if budget.epochs is not None:
-            trainer.num_epochs = int(budget.epochs)
-        if budget.iterations is not None:
-            trainer.num_iterations_per_epoch = int(budget.iterations)
-        if budget.val_iterations is not None:
-            trainer.num_val_iterations_per_epoch = int(budget.val_iterations)
-        trainer.stop_after_epochs = stop_after_epochs
-        if resume:
-            trainer.load_checkpoint(str(out / "checkpoint_latest.pth"))
-            print(f"  resuming from epoch {trainer.current_epoch} "
-                  f"(checkpoint_latest.pth)", file=sys.stderr, flush=True)
-        trainer.run_training()
+            pre = workspace.preprocessed / plans.dataset.name
+            plan_dict = load_json(str(pre / f"{plans.plans_identifier}.json"))
+            plan_dict["continue_training"] = plan in ("resume", "extend")
+            dataset_json = load_json(str(pre / "dataset.json"))
+            tr = cls(plan_dict, plans.configuration, fold, dataset_json,
+                     device=_torch_device(device))
+            tr.num_epochs = epochs
+            tr.num_iterations_per_epoch = iterations
+            tr.num_val_iterations_per_epoch = val_iterations
+            for key, value in (trainer_settings or {}).items():
+                setattr(tr, key, value)
+            tr.stop_after_epochs = stop_after_epochs
+            tr.progress = say
+            if plan in ("resume", "extend"):
+                tr.load_checkpoint(str(latest))
+                verb = "resuming" if plan == "resume" else "extending"
+                say(f"  {verb} from epoch {tr.current_epoch} to {epochs}")
+            tr.run_training()
     return out

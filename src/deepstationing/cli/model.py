@@ -58,7 +58,7 @@ def _say(msg: str) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from deepstationing.backbone.package import export_model_package
+    from deepstationing.training.package import export_model_package
 
     manifest = export_model_package(args.model_dir, args.out, progress=_say)
     size = sum(f["size"] for f in manifest["files"])
@@ -69,7 +69,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     from deepstationing.backbone.env import DEFAULT_WORKDIR
-    from deepstationing.backbone.package import import_model_package
+    from deepstationing.training.package import import_model_package
 
     target = Path(args.to) if args.to else DEFAULT_WORKDIR / "models" / Path(args.archive).stem
     import_model_package(args.archive, target, progress=_say)

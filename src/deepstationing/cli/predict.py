@@ -45,8 +45,13 @@ def register(subparsers) -> None:
     parser.add_argument("--organs", default=None, metavar="FILE",
                         help="use this 22-organ map instead of predicting organs")
     parser.add_argument("--tta", choices=("auto", "on", "off"), default="auto",
-                        help="test-time mirroring (default auto: off for cpu models, on for "
-                             "full)")
+                        help="test-time mirroring, only ever along the axes the model's "
+                             "training mirrored: none for models trained by this toolkit, "
+                             "whose left-right labels (4R/4L, lung_r/lung_l) a flip would mix "
+                             "(default auto: off for cpu models, on for full)")
+    parser.add_argument("--stations", default=None, metavar="SPEC",
+                        help="which station stage of the model (its channel spec, e.g. "
+                             "gt:all, or folder name; default: the only one)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--format", default="nifti", metavar="LIST",
@@ -56,10 +61,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepstationing.backbone.model import HOW_TO_TRAIN, ModelFolder
     from deepstationing.data.dicom.export import DICOM_FORMATS, export_dicom, parse_formats
     from deepstationing.data.image import read_ct, read_image, write_image
     from deepstationing.errors import InputError
+    from deepstationing.training.model import HOW_TO_TRAIN, ModelFolder
 
     formats = parse_formats(args.format)
     dicom_formats = tuple(f for f in formats if f in DICOM_FORMATS)
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     mirroring = None if args.tta == "auto" else args.tta == "on"
     parser = StationParser(model, folds, device=args.device, mirroring=mirroring,
-                           threads=args.threads)
+                           threads=args.threads, stations=args.stations)
     if organs is not None or parser.organs is None:
         step[0] += 1  # no organ stage to report
     organs_out, stations = parser.predict(ct, organs, progress=say)

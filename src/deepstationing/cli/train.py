@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from deepstationing.backbone.env import DEFAULT_WORKDIR
 
@@ -23,7 +24,17 @@ out-of-fold predictions: each case's channels come from the earlier stage's mode
 fold that held that case out. The earlier stage is therefore needed on every fold; missing
 folds are trained first, automatically, with the same settings.
 
-An interrupted run continues from its last checkpoint when the same command is re-run.
+Re-running a command is safe and cheap: a fold already trained with at least the requested
+--epochs is kept; one trained with fewer epochs is extended from its checkpoint; an
+interrupted run continues from its last checkpoint; --retrain starts the folds again. Each
+channel spec is its own station stage in the model folder (stations-gt-all, stations-ct,
+...), so one model holds several station networks over one organ cascade. A stage defined
+differently from the one already in the model (another config or network) is refused before
+anything is trained.
+
+Augmentation never mirrors and rotates at most 15 degrees: nnU-Net's default mirroring (and
+its 180-degree in-plane rotation of thick-slice patches) would teach the networks that the
+patient's left and right are interchangeable (lung_r/lung_l, 4R/4L, ...).
 """
 
 EPILOG = """\
@@ -40,11 +51,16 @@ channel specs (--channels):
   gt:all | pred:all    CT + 22 organs (ground truth / out-of-fold cascade predictions)
   pred:top6            CT + the paper's auto-searched 6 organs
   pred:esophagus,heart CT + a list of organ keys (see 'deepstationing rules --help')
+  gt:all+sdm           any spec + '+sdm': organs as signed distance maps instead of binary
+                       masks (an option beyond the paper; learns much faster on a CPU budget)
 
 configs (--config):
   cpu   small PlainConvUNet (8-16-32-64 features, 32x64x64 patch, batch 2); default budget
         50 epochs x 25 iterations; minutes per stage on 2 cores for the phantom small preset
   full  nnU-Net's own 3d_fullres planning and 1000 x 250 training, for a GPU, as in the paper
+
+augmentation workers (--workers): on cuda, what nnU-Net itself uses on this machine (12 on
+most, bounded by the cores); on cpu, 0 (augmentation in the training process).
 """
 
 
@@ -61,7 +77,8 @@ def register(subparsers) -> None:
     parser.add_argument("--config", choices=("cpu", "full"), default="cpu",
                         help="network/training configuration (default: cpu)")
     parser.add_argument("--channels", default="pred:all", metavar="SPEC",
-                        help="stations only: organ input channels (default: pred:all)")
+                        help="stations only: organ input channels, optionally with '+sdm' "
+                             "(default: pred:all)")
     parser.add_argument("--stages", default="cascade", metavar="LIST",
                         help="organs only: 'cascade' (anchor,nonanchor; default), 'single', "
                              "'all', or a comma list of anchor,nonanchor,single")
@@ -80,6 +97,11 @@ def register(subparsers) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default: 1)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="data-augmentation worker processes (default: nnU-Net's choice "
+                             "on cuda, 0 on cpu)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the requested folds again from scratch")
     parser.add_argument("--verbose", action="store_true", help="show nnU-Net's own output")
     parser.set_defaults(func=run)
 
@@ -98,12 +120,16 @@ def _stages(text: str) -> tuple[str, ...]:
     return parts
 
 
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from deepstationing.backbone.channels import ChannelSpec
-    from deepstationing.backbone.train import TrainBudget
     from deepstationing.data.cohort import Cohort
-    from deepstationing.errors import InputError
-    from deepstationing.organs.cascade import TrainOptions, default_model_dir, train_organs
+    from deepstationing.errors import InputError, OutputError
+    from deepstationing.organs.cascade import default_model_dir, train_organs
+    from deepstationing.training import TrainBudget, TrainOptions
 
     cohort = Cohort(args.cohort)
     if args.fold == "all":
@@ -119,10 +145,20 @@ def run(args: argparse.Namespace) -> int:
         spec = ChannelSpec.parse(args.channels)
     except ValueError as exc:
         raise InputError(None, f"--channels: {exc}") from None
+    for name in ("epochs", "iterations", "workers"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "workers" else 1):
+            raise InputError(None, f"--{name} {value}: must be at least "
+                                   f"{0 if name == 'workers' else 1}")
     opts = TrainOptions(workdir=args.workdir, config=args.config,
                         budget=TrainBudget(args.epochs, args.iterations), device=args.device,
-                        threads=args.threads, verbose=args.verbose)
-    model_dir = args.model or default_model_dir(opts.workspace, cohort, args.config)
+                        threads=args.threads, workers=args.workers, retrain=args.retrain,
+                        verbose=args.verbose, progress=_progress)
+    model_dir = Path(args.model or default_model_dir(opts.workspace, cohort, args.config))
+    try:  # an unwritable model folder fails now, not after hours of training
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(model_dir, f"cannot create the model folder ({exc.strerror})") from None
     for fold in folds:
         if args.what == "organs":
             train_organs(cohort, fold, options=opts, model_dir=model_dir,

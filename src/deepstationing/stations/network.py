@@ -10,15 +10,35 @@ per referencing organ, chosen by a :class:`~deepstationing.backbone.channels.Cha
   that held the case out), so training and test inputs are alike;
 * ``pred:top6`` or ``pred:key,key,...`` — a subset (the paper's "+6 Searched Organ Pred").
 
+Any of these may add ``+sdm``: the organ channels are then signed distance maps instead of
+binary masks (:mod:`deepstationing.backbone.channels`). Each channel spec is its own stage
+in the model folder (``stations-gt-all``, ``stations-ct``, ...), over one organ cascade.
+
 At prediction time organ channels always come from the model's organ cascade (or from an
 organ map the caller supplies, e.g. to test with ground-truth organs).
 
 Examples
 --------
->>> # doctest: +SKIP
->>> opts = TrainOptions(workdir="runs", budget=TrainBudget(epochs=20))
->>> model = train_stations(Cohort("phantom"), 0, channels="pred:all", options=opts)
->>> organs, stations = StationParser(model).predict(read_image("ct.nii.gz"))
+A station network on CT + two ground-truth organs of a tiny cohort, one iteration (the
+network is untrained: only the plumbing is shown):
+
+>>> import tempfile
+>>> from deepstationing.data.phantom import generate_cohort
+>>> from deepstationing.backbone.plans import CpuConfig
+>>> from deepstationing.data.image import read_image
+>>> tmp = Path(tempfile.mkdtemp())
+>>> cohort = generate_cohort(tmp / "ph", 4, preset="small", spacing=(11.2, 11.2, 20.0),
+...                          progress=None)
+>>> opts = TrainOptions(workdir=tmp / "runs", budget=TrainBudget(1, 1, 1),
+...                     cpu=CpuConfig((8, 16, 16), (2, 4), 1), progress=lambda m: None)
+>>> model = train_stations(cohort, 0, channels="gt:heart,spine", options=opts)
+>>> model.stage_folders
+['stations-gt-heart_spine']
+>>> case = cohort.case("case_000")
+>>> organs, stations = StationParser(model).predict(read_image(case.ct),
+...                                                 read_image(case.organs, label=True))
+>>> stations.shape == organs.shape
+True
 """
 
 from __future__ import annotations
@@ -28,68 +48,83 @@ from pathlib import Path
 
 import numpy as np
 
-from deepstationing import schema
-from deepstationing.backbone.channels import ChannelSpec, organ_channels
-from deepstationing.backbone.datasets import ExportCase, StageLabels
-from deepstationing.backbone.model import ModelFolder
-from deepstationing.backbone.predict import (
-    StagePredictor,
+from deepstationing.backbone.channels import ChannelSpec, encode_channels
+from deepstationing.backbone.datasets import ExportCase
+from deepstationing.backbone.predict import StagePredictor, model_spacing
+from deepstationing.data.cohort import Cohort
+from deepstationing.data.image import Image, check_same_geometry, read_image
+from deepstationing.data.orientation import (
     back_to_grid,
     from_orientation,
-    model_spacing,
+    orientation_code,
     to_model_grid,
     to_orientation,
 )
-from deepstationing.data.cohort import Cohort
-from deepstationing.data.image import Image, check_same_geometry
 from deepstationing.errors import InputError
 from deepstationing.organs.cascade import (
     ANCHOR,
     NON_ANCHOR,
     SINGLE,
     OrganCascade,
-    TrainOptions,
-    _cohort_cases,
     default_model_dir,
-    oof_predictions,
-    stage_info,
+    organ_oof_predictions,
+)
+from deepstationing.training import (
+    ModelFolder,
+    TrainBudget,
+    TrainOptions,
+    cohort_cases,
+    fold_is_trained,
+    station_stage,
     train_stage,
 )
+from deepstationing.training.stages import STATION_LABELS, STATIONS, StageDefinition
 
-__all__ = ["STATIONS_STAGE", "STATION_LABELS", "train_stations", "StationParser", "ChannelSpec"]
+__all__ = ["train_stations", "station_cases", "StationParser", "ChannelSpec", "TrainOptions",
+           "TrainBudget"]
 
-STATIONS_STAGE = "stations"
-STATION_LABELS = StageLabels.from_keys(schema.STATIONS, schema.STATIONS.keys)
+
+def station_cases(cohort: Cohort, model: ModelFolder, spec: ChannelSpec,
+                  options: TrainOptions) -> list[ExportCase]:
+    """The cases of a station stage with their organ channels (ground truth, or out-of-fold
+    cascade predictions, training the cascade's missing folds first)."""
+    cases_in = cohort_cases(cohort, "stations")
+    if spec.organs and spec.source == "gt":
+        cohort_cases(cohort, "organs")
+    if not spec.organs:
+        return [ExportCase(c.id, c.ct, c.stations, c.fold) for c in cases_in]
+    if spec.source == "gt":
+        return [ExportCase(c.id, c.ct, c.stations, c.fold, c.organs, "gt") for c in cases_in]
+    oof = organ_oof_predictions(cohort, model, (ANCHOR, NON_ANCHOR), options)
+    return [ExportCase(c.id, c.ct, c.stations, c.fold, oof[c.id][0],
+                       f"cascade fold {oof[c.id][1]}") for c in cases_in]
 
 
 def train_stations(cohort: Cohort, fold: int, *, channels: ChannelSpec | str,
-                   options: TrainOptions, model_dir: str | Path | None = None) -> ModelFolder:
+                   options: TrainOptions, model_dir: str | Path | None = None,
+                   role: str = STATIONS, trainer: str = "",
+                   settings: dict | None = None) -> ModelFolder:
     """Train fold ``fold`` of the station network with the given organ channels.
 
     With ``pred`` channels the organ cascade (anchor -> non-anchor) must exist in the same
     model folder for every fold; missing folds are trained first (see
-    :mod:`deepstationing.organs.cascade`).
+    :mod:`deepstationing.organs.cascade`). ``role``, ``trainer`` and ``settings`` select
+    another station trainer (the key-organ search, :mod:`deepstationing.search`).
     """
     spec = ChannelSpec.parse(channels)
     cohort.test_ids(fold)
     model = ModelFolder.open_or_create(model_dir or default_model_dir(options.workspace, cohort,
                                                                       options.config))
-    cases_in = _cohort_cases(cohort, "stations")
-    if spec.organs and spec.source == "gt":
-        _cohort_cases(cohort, "organs")
-    if not spec.organs:
-        cases = [ExportCase(c.id, c.ct, c.stations, c.fold) for c in cases_in]
-    elif spec.source == "gt":
-        cases = [ExportCase(c.id, c.ct, c.stations, c.fold, c.organs, "gt") for c in cases_in]
-    else:
-        oof = oof_predictions(cohort, model, (ANCHOR, NON_ANCHOR), options)
-        cases = [ExportCase(c.id, c.ct, c.stations, c.fold, oof[c.id][0],
-                            f"cascade fold {oof[c.id][1]}") for c in cases_in]
-    info = stage_info(STATIONS_STAGE, STATION_LABELS, spec, cohort, options)
-    if model.has(STATIONS_STAGE, fold) and model.stage(STATIONS_STAGE).same_definition(info):
-        options.say(f"[stations fold {fold}] already trained in {model.root}")
+    first = read_image(next(iter(cohort)).ct)
+    definition: StageDefinition = station_stage(
+        spec, config=options.config, cpu=options.cpu, role=role, trainer=trainer,
+        settings=settings).with_orientation(orientation_code(first))
+    model.check(definition)  # before any (organ) training
+    if fold_is_trained(model, definition, fold, options):
+        options.say(f"[{definition.folder} fold {fold}] already trained in {model.root}")
         return model
-    train_stage(cohort, fold, model, info, cases, options)
+    cases = station_cases(cohort, model, spec, options)
+    train_stage(cohort, fold, model, definition, cases, options)
     return model
 
 
@@ -100,19 +135,27 @@ class StationParser:
         model: model folder (or its path).
         folds: folds to ensemble (``None``: all trained folds).
         device: ``"cpu"`` or ``"cuda"``.
-        mirroring: test-time mirroring (default: off for the CPU config, on for full).
+        mirroring: test-time mirroring along the axes the stages' training allowed (none by
+            default for the toolkit's stages; ``None``: on for the full config).
         organ_model: ``"auto"``, ``"cascade"`` or ``"single"`` (see :class:`OrganCascade`).
+        stations: which station stage (folder name or channel spec; ``None``: the only one).
     """
 
     def __init__(self, model: ModelFolder | str | Path, folds: Sequence[int] | None = None, *,
                  device: str = "cpu", mirroring: bool | None = None, organ_model: str = "auto",
-                 threads: int | None = None):
+                 threads: int | None = None, stations: str | None = None):
         self.model = model if isinstance(model, ModelFolder) else ModelFolder.open(model)
-        self.info = self.model.stage(STATIONS_STAGE)
-        fl = list(self.info.folds) if folds is None else [int(f) for f in folds]
-        mir = (self.info.config != "cpu") if mirroring is None else mirroring
-        self.stations = StagePredictor(self.model.stage_folder(STATIONS_STAGE), fl,
-                                       device=device, mirroring=mir, threads=threads)
+        self.folder = self.model.station_stage(stations)
+        self.definition = self.model.stage(self.folder)
+        trained = self.model.folds(self.folder)
+        fl = trained if folds is None else [int(f) for f in folds]
+        missing = [f for f in fl if f not in trained]
+        if missing:
+            raise InputError(self.model.root, f"stage '{self.folder}' has no fold(s) {missing} "
+                                              f"(trained: {trained})")
+        mir = (self.definition.config != "cpu") if mirroring is None else mirroring
+        self.stations = StagePredictor(self.model.stage_folder(self.folder), fl, device=device,
+                                       mirroring=mir, threads=threads)
         has_organs = (self.model.has(ANCHOR) and self.model.has(NON_ANCHOR)) or \
             self.model.has(SINGLE)
         self.organs = OrganCascade(self.model, folds, device=device, mirroring=mirroring,
@@ -120,7 +163,7 @@ class StationParser:
 
     @property
     def channels(self) -> ChannelSpec:
-        return self.info.channels
+        return self.definition.channels
 
     def predict(self, ct: Image, organs: Image | None = None,
                 progress: Callable[[str], None] | None = None) -> tuple[Image | None, Image]:
@@ -132,18 +175,16 @@ class StationParser:
             progress: called with a short message before each stage.
         """
         say = progress or (lambda msg: None)
-        code = self.info.orientation
+        code = self.definition.orientation
         oriented = to_orientation(ct, code)
-        work = to_model_grid(oriented, model_spacing(self.model.stage_folder(STATIONS_STAGE),
-                                                     self.info.configuration))
+        work = to_model_grid(oriented, model_spacing(self.model.stage_folder(self.folder),
+                                                     self.definition.configuration))
         organ_arr = None
         if organs is not None:
             check_same_geometry(ct, organs, reference_name=ct.path or "CT",
                                 other_name="organ map")
             organ_arr = to_model_grid(to_orientation(organs, code), work.array_spacing,
                                       label=True).array
-            if organ_arr.shape != work.shape:  # pragma: no cover - same grid rule for both
-                raise AssertionError("organ map and CT resampled to different grids")
         elif self.organs is not None:
             say(f"organs ({self.organs.use})")
             organ_arr = self.organs.predict_oriented(work)
@@ -153,8 +194,8 @@ class StationParser:
                                               "stage; pass an organ map")
         x = work.array.astype(np.float32)[None]
         if self.channels.organs:
-            x = np.concatenate([x, organ_channels(organ_arr, self.channels.organs)
-                                .astype(np.float32)])
+            chans = encode_channels(organ_arr, self.channels, work.array_spacing)
+            x = np.concatenate([x, chans.astype(np.float32)])
         n_org = len(self.channels.organs)
         say(f"stations (CT + {n_org} organ channels)" if n_org else "stations (CT only)")
         local = self.stations.predict(x, work.array_spacing, source=ct.path)

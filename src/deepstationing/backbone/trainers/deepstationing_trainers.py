@@ -10,6 +10,18 @@
 * :class:`DeepStationingTrainerCPU` — the same with a small default budget
   (50 epochs x 25 iterations, 5 validation iterations) and a checkpoint every epoch.
 
+Anatomy has a handedness, so both trainers change nnU-Net's spatial augmentation:
+
+* **mirroring** only along the axes listed in the plans (``plans["deepstationing"]
+  ["mirror_axes"]``, written by :func:`deepstationing.backbone.plans.plan_and_preprocess`
+  from the stage definition; none when absent). nnU-Net's default mirrors every training
+  patch along all three axes, which teaches a network that lung_r and lung_l, 4R and 4L
+  are interchangeable; the same list is what prediction may mirror at test time
+  (``inference_allowed_mirroring_axes`` in the checkpoint).
+* **rotation** limited to +-``max_rotation_deg`` (default 15 degrees). nnU-Net rotates
+  anisotropic patches (e.g. 5 mm slices) by up to +-180 degrees in-plane, and a 180 degree
+  turn maps the patient's left onto the right just as a mirror does.
+
 ``stop_after_epochs`` ends a run early *as an interruption would*: the latest checkpoint
 is on disk and no final checkpoint is written, so the next run continues from it.
 
@@ -20,13 +32,14 @@ searches ``nnUNet_extTrainer``; it must only import absolute packages.
 from __future__ import annotations
 
 import json
+import math
 import os
-import sys
 import time
 from pathlib import Path
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from deepstationing.backbone.train import DEFAULT_BUDGETS
 from deepstationing.data.atomic import write_json_atomic
 
 __all__ = ["DeepStationingTrainer", "DeepStationingTrainerCPU", "TrainingStopped", "RUNS_FILE"]
@@ -41,9 +54,7 @@ class TrainingStopped(RuntimeError):
 class DeepStationingTrainer(nnUNetTrainer):
     """nnU-Net's default trainer with a per-run budget, progress line and run log."""
 
-    default_epochs = 1000
-    default_iterations = 250
-    default_val_iterations = 50
+    default_budget = DEFAULT_BUDGETS["full"]
     checkpoint_every = 10
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -52,14 +63,36 @@ class DeepStationingTrainer(nnUNetTrainer):
 
         super().__init__(plans, configuration, fold, dataset_json,
                          device if device is not None else torch.device("cuda"))
-        self.num_epochs = self.default_epochs
-        self.num_iterations_per_epoch = self.default_iterations
-        self.num_val_iterations_per_epoch = self.default_val_iterations
+        self.num_epochs = self.default_budget.epochs
+        self.num_iterations_per_epoch = self.default_budget.iterations
+        self.num_val_iterations_per_epoch = self.default_budget.val_iterations
         self.save_every = self.checkpoint_every
         self.stop_after_epochs: int | None = None
-        self.report = True
+        self.progress = None  # callable receiving one line per epoch (set by train_fold)
         self._run_start_epoch = 0
         self._run_started = 0.0
+
+    # ---------------------------------------------------------------- augmentation
+    @property
+    def toolkit_plans(self) -> dict:
+        """The toolkit's own entries of the plans (``plans["deepstationing"]``)."""
+        return self.plans_manager.plans.get("deepstationing", {})
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """nnU-Net's choice with the toolkit's mirror axes and rotation limit."""
+        base = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        rotation, dummy_2d = base[0], base[1]
+        limit = math.radians(float(self.toolkit_plans.get("max_rotation_deg", 15.0)))
+        rotation = (max(rotation[0], -limit), min(rotation[1], limit))
+        mirror_axes = tuple(int(a) for a in self.toolkit_plans.get("mirror_axes", ()))
+        patch_size = self.configuration_manager.patch_size
+        from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
+
+        initial = get_patch_size(patch_size[-3:], rotation, rotation, rotation, (0.85, 1.25))
+        if dummy_2d:
+            initial[0] = patch_size[0]
+        self.inference_allowed_mirroring_axes = mirror_axes or None
+        return rotation, dummy_2d, initial, mirror_axes or None
 
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint, written to a temporary name and renamed into place.
@@ -104,13 +137,14 @@ class DeepStationingTrainer(nnUNetTrainer):
     def on_epoch_end(self):
         epoch = int(self.current_epoch)
         super().on_epoch_end()
-        if self.report:
+        if self.progress is not None:
             log = self.logger.get_value
             took = log("epoch_end_timestamps", step=-1) - log("epoch_start_timestamps", step=-1)
             dice = log("ema_fg_dice", step=-1)
-            print(f"  epoch {epoch + 1}/{self.num_epochs}: train loss "
-                  f"{log('train_losses', step=-1):.3f}, val loss {log('val_losses', step=-1):.3f}, "
-                  f"pseudo Dice {dice:.3f} ({took:.1f} s)", file=sys.stderr, flush=True)
+            self.progress(f"  epoch {epoch + 1}/{self.num_epochs}: train loss "
+                          f"{log('train_losses', step=-1):.3f}, val loss "
+                          f"{log('val_losses', step=-1):.3f}, pseudo Dice {dice:.3f} "
+                          f"({took:.1f} s){self.epoch_note()}")
         done_here = int(self.current_epoch) - self._run_start_epoch
         if (self.stop_after_epochs is not None and done_here >= self.stop_after_epochs
                 and self.current_epoch < self.num_epochs):
@@ -126,6 +160,10 @@ class DeepStationingTrainer(nnUNetTrainer):
             raise TrainingStopped(f"stopped after {done_here} epoch(s) at epoch "
                                   f"{self.current_epoch}/{self.num_epochs}")
 
+    def epoch_note(self) -> str:
+        """Extra text for the epoch line (subclasses, e.g. the key-organ search)."""
+        return ""
+
     def _shutdown_loaders(self) -> None:
         for loader in (self.dataloader_train, self.dataloader_val):
             finish = getattr(loader, "_finish", None)
@@ -136,7 +174,5 @@ class DeepStationingTrainer(nnUNetTrainer):
 class DeepStationingTrainerCPU(DeepStationingTrainer):
     """Small budget for the CPU configuration; checkpoint every epoch."""
 
-    default_epochs = 50
-    default_iterations = 25
-    default_val_iterations = 5
+    default_budget = DEFAULT_BUDGETS["cpu"]
     checkpoint_every = 1

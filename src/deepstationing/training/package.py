@@ -1,7 +1,7 @@
 """Model packages: a trained model folder as one zip file, and its safe import.
 
 ``deepstationing model export MODEL_DIR -o model.zip`` packs the whole model folder
-(:mod:`deepstationing.backbone.model`: ``deepstationing_model.json`` with the stages and
+(:mod:`deepstationing.training.model`: ``deepstationing_model.json`` with the stages and
 channel specs, each stage's plans and dataset description, every fold's checkpoint, logs)
 under ``model/`` in the archive, with ``deepstationing_package.json``: the label schema
 (version, organ and station keys), the stages, and every file's size and SHA-256.
@@ -292,7 +292,7 @@ def import_model_package(archive: str | os.PathLike, target: str | os.PathLike, 
                          limits: PackageLimits = PackageLimits(),
                          progress: Callable[[str], None] | None = None) -> Path:
     """Unpack a model package into the new folder ``target`` (see the module docstring)."""
-    from deepstationing.backbone.model import ModelFolder
+    from deepstationing.training.model import ModelFolder
 
     a = Path(archive)
     dest = Path(target)
