@@ -58,15 +58,13 @@ def nnunet_like_checkpoint(path: Path, extra=None) -> None:
 
 
 def make_model(root: Path) -> Path:
-    from deepstationing.schema import STATIONS
+    from deepstationing.training.stages import station_stage
 
-    stage = {"labels": {"kind": "stations", "keys": STATIONS.keys},
-             "channels": {"spec": "none", "source": "pred", "organs": []}, "config": "cpu",
-             "trainer": "DeepStationingTrainerCPU", "plans_identifier": "DeepStationingCPUPlans",
-             "configuration": "3d_fullres", "folds": [0, 1], "orientation": "LPS"}
+    record = {"budget": {"epochs": 1, "iterations": 1, "val_iterations": 1}, "epochs": 1}
+    stage = {"definition": station_stage("none").to_json(), "folds": {"0": record, "1": record}}
     (root / "stations").mkdir(parents=True)
     (root / "deepstationing_model.json").write_text(json.dumps(
-        {"format": 1, "stages": {"stations": stage}}))
+        {"format": 2, "stages": {"stations": stage}}))
     for f in (0, 1):
         nnunet_like_checkpoint(root / "stations" / f"fold_{f}" / "checkpoint_final.pth")
         (root / "stations" / f"fold_{f}" / "deepstationing_runs.json").write_text("[]")
@@ -100,7 +98,8 @@ def test_round_trip_keeps_every_file(package, tmp_path):
     with zipfile.ZipFile(archive) as zf:
         manifest = json.loads(zf.read(PACKAGE_MANIFEST))
     assert manifest["schema"]["stations"][:2] == ["1L", "1R"]
-    assert manifest["stages"]["stations"]["channels"]["spec"] == "none"
+    assert manifest["stages"]["stations"]["channels"] == "none"
+    assert manifest["stages"]["stations"]["folds"] == ["0", "1"]
     paths = [f["path"] for f in manifest["files"]]
     assert "stations/fold_1/checkpoint_final.pth" in paths and "README.md" in paths
     target = import_model_package(archive, tmp_path / "models" / "m")

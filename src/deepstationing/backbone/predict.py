@@ -50,38 +50,73 @@ def model_spacing(stage_folder: str | Path, configuration: str = "3d_fullres") -
 
 
 class StagePredictor:
-    """One stage of a model folder, ready to predict."""
+    """One stage of a model folder, ready to predict.
+
+    Checkpoints are loaded with PyTorch's weights-only unpickler
+    (:func:`~deepstationing.backbone.checkpoint.load_checkpoint_safely`), never with
+    nnU-Net's plain ``torch.load``: a model folder from elsewhere cannot run code here. The
+    network is built by the toolkit's trainer class named in the checkpoint.
+
+    Args:
+        stage_folder: the stage's folder (``plans.json``, ``dataset.json``, ``fold_K/``).
+        folds: folds to ensemble.
+        device: ``"cpu"`` or ``"cuda"``.
+        mirroring: test-time mirroring (along the axes the checkpoint allows only).
+        tile_step_size: sliding-window step, as a fraction of the patch.
+        threads: torch threads while predicting.
+        checkpoint: file name of the checkpoint in each fold folder.
+    """
 
     def __init__(self, stage_folder: str | Path, folds: Sequence[int], *, device: str = "cpu",
                  mirroring: bool = False, tile_step_size: float = 0.5,
-                 threads: int | None = None):
+                 threads: int | None = None, checkpoint: str = "checkpoint_final.pth"):
+        from deepstationing.backbone.checkpoint import load_checkpoint_safely
+
         self.folder = Path(stage_folder)
         self.folds = [int(f) for f in folds]
         self.threads = threads
-        for f in self.folds:
-            ck = self.folder / f"fold_{f}" / "checkpoint_final.pth"
+        paths = [self.folder / f"fold_{f}" / checkpoint for f in self.folds]
+        for ck in paths:
             if not ck.exists():
                 raise InputError(ck, "missing checkpoint of a trained fold (incomplete model "
                                      "folder?)")
         self.dataset_json = json.loads((self.folder / "dataset.json").read_text())
+        plans = json.loads((self.folder / "plans.json").read_text())
         self.n_channels = len(self.dataset_json["channel_names"])
         import torch
 
         if device == "cuda" and not torch.cuda.is_available():
             raise DeepStationingError("--device cuda requested but no CUDA GPU is available")
+        checkpoints = [load_checkpoint_safely(p) for p in paths]
+        first = checkpoints[0]
         with nnunet_environment(None, threads=threads), warnings.catch_warnings(), \
                 contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation noise
             from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+            from nnunetv2.utilities.label_handling.label_handling import (
+                determine_num_input_channels,
+            )
+            from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+            from deepstationing.backbone.train import trainer_class
+
+            plans_manager = PlansManager(plans)
+            configuration = plans_manager.get_configuration(first["init_args"]["configuration"])
+            n_in = determine_num_input_channels(plans_manager, configuration, self.dataset_json)
+            n_out = plans_manager.get_label_manager(self.dataset_json).num_segmentation_heads
+            network = trainer_class(first["trainer_name"], source=paths[0]) \
+                .build_network_architecture(plans_manager, configuration, n_in, n_out,
+                                            enable_deep_supervision=False)
+            network.load_state_dict(first["network_weights"])
             self._predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True,
                                               use_mirroring=mirroring,
                                               perform_everything_on_device=device == "cuda",
                                               device=torch.device(device), verbose=False,
                                               verbose_preprocessing=False, allow_tqdm=False)
-            self._predictor.initialize_from_trained_model_folder(
-                str(self.folder), use_folds=tuple(self.folds),
-                checkpoint_name="checkpoint_final.pth")
+            self._predictor.manual_initialization(
+                network, plans_manager, configuration,
+                [ck["network_weights"] for ck in checkpoints], self.dataset_json,
+                first["trainer_name"], first.get("inference_allowed_mirroring_axes"))
 
     def predict(self, channels: np.ndarray, spacing_zyx: Sequence[float], *,
                 source: str | None = None) -> np.ndarray:

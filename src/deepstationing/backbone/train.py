@@ -45,7 +45,7 @@ from deepstationing.backbone.plans import PlansRef
 from deepstationing.data.atomic import write_json_atomic
 
 __all__ = ["TrainBudget", "train_fold", "fold_folder", "checkpoint_epoch", "fold_plan",
-           "TRAINER_CLASSES", "DEFAULT_BUDGETS"]
+           "trainer_class", "TRAINER_CLASSES", "DEFAULT_BUDGETS"]
 
 #: Trainer class names of the toolkit, by configuration (the search trainers are added by
 #: the stage definition, see :mod:`deepstationing.training.stages`).
@@ -92,10 +92,9 @@ def fold_folder(workspace: Workspace, plans: PlansRef, fold: int, trainer: str) 
 
 def checkpoint_epoch(path: str | Path) -> int:
     """Number of epochs completed when a checkpoint was written."""
-    import torch
+    from deepstationing.backbone.checkpoint import load_checkpoint_safely
 
-    ck = torch.load(str(path), map_location="cpu", weights_only=False)
-    return int(ck["current_epoch"])
+    return int(load_checkpoint_safely(path)["current_epoch"])
 
 
 def fold_plan(have: dict | None, want: dict, *, final: bool, latest: bool) -> str:
@@ -124,20 +123,26 @@ def _torch_device(device: str):
     return torch.device(device)
 
 
-def _trainer_class(name: str):
-    from deepstationing.backbone.trainers import deepstationing_trainers as mod
+def trainer_class(name: str, source: str | Path | None = None):
+    """The toolkit's trainer class called ``name`` (call inside ``nnunet_environment``).
 
-    try:
-        return getattr(mod, name)
-    except AttributeError:
-        raise ValueError(f"unknown trainer {name!r}") from None
+    Only the toolkit's own trainers are looked up (nnU-Net's search would import any class
+    of that name from its packages): a checkpoint naming another one is refused.
+    """
+    from deepstationing.backbone.trainers import deepstationing_trainers as mod
+    from deepstationing.errors import InputError
+
+    cls = getattr(mod, str(name), None)
+    if not (isinstance(cls, type) and issubclass(cls, mod.DeepStationingTrainer)):
+        raise InputError(source, f"unknown trainer {name!r} (not one of the toolkit's)")
+    return cls
 
 
 def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *, trainer: str,
                budget: TrainBudget, device: str = "cpu",
                threads: int | None = 1, workers: int = 0,
                stop_after_epochs: int | None = None, restart: bool = False,
-               trainer_settings: dict | None = None,
+               trainer_settings: dict | None = None, snapshot_every: int | None = None,
                progress: Callable[[str], None] | None = None, verbose: bool = False) -> Path:
     """Train, extend, resume or skip fold ``fold``; return the fold's nnU-Net output folder.
 
@@ -156,6 +161,8 @@ def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *, trainer: str
         restart: discard what the folder holds and start again.
         trainer_settings: extra attributes set on the trainer before training (e.g. the
             key-organ search schedule); part of what a run is, like the budget.
+        snapshot_every: also keep ``checkpoint_epoch_NNNN.pth`` every this many epochs
+            (learning curves); not part of what a run is.
         progress: receives one line per epoch and one when resuming.
         verbose: show nnU-Net's own console output.
     """
@@ -168,7 +175,7 @@ def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *, trainer: str
             warnings.catch_warnings():
         # nnU-Net's pseudo Dice divides 0 by 0 for classes absent from a validation batch
         warnings.simplefilter("ignore", RuntimeWarning)
-        cls = _trainer_class(trainer)
+        cls = trainer_class(trainer)
         epochs, iterations = int(budget.epochs), int(budget.iterations)
         val_iterations = int(budget.val_iterations)
         want = {"trainer": trainer, "iterations": iterations, "data": data, "epochs": epochs,
@@ -204,6 +211,7 @@ def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *, trainer: str
             for key, value in (trainer_settings or {}).items():
                 setattr(tr, key, value)
             tr.stop_after_epochs = stop_after_epochs
+            tr.snapshot_every = snapshot_every
             tr.progress = say
             if plan in ("resume", "extend"):
                 tr.load_checkpoint(str(latest))

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "view",
     "rules",
     "train",
+    "search",
     "predict",
     "export",
     "evaluate",
@@ -46,6 +47,7 @@ Typical use:
   deepstationing rules --organs organs.nii.gz -o stations.nii.gz
   deepstationing train organs --cohort ph/ --fold 0 --config cpu
   deepstationing train stations --cohort ph/ --fold 0 --channels pred:all
+  deepstationing search --cohort ph/ --fold 0     rank the 22 organs (key-organ search)
   deepstationing predict ct.nii.gz -o out/ --model runs/models/<name>
   deepstationing predict dicom/CT/ -o out/ --model M --format nifti,rtstruct,seg
   deepstationing export out/stations.nii.gz --ct dicom/CT/ -o rt/ --format rtstruct

@@ -33,7 +33,7 @@ network is untrained: only the plumbing is shown):
 ...                     cpu=CpuConfig((8, 16, 16), (2, 4), 1), progress=lambda m: None)
 >>> model = train_stations(cohort, 0, channels="gt:heart,spine", options=opts)
 >>> model.stage_folders
-['stations-gt-heart_spine']
+['stations-gt-2org-58768c']
 >>> case = cohort.case("case_000")
 >>> organs, stations = StationParser(model).predict(read_image(case.ct),
 ...                                                 read_image(case.organs, label=True))
@@ -139,11 +139,14 @@ class StationParser:
             default for the toolkit's stages; ``None``: on for the full config).
         organ_model: ``"auto"``, ``"cascade"`` or ``"single"`` (see :class:`OrganCascade`).
         stations: which station stage (folder name or channel spec; ``None``: the only one).
+        checkpoint: the station stage's checkpoint file in each fold folder (e.g. a
+            ``checkpoint_epoch_NNNN.pth`` snapshot kept for a learning curve).
     """
 
     def __init__(self, model: ModelFolder | str | Path, folds: Sequence[int] | None = None, *,
                  device: str = "cpu", mirroring: bool | None = None, organ_model: str = "auto",
-                 threads: int | None = None, stations: str | None = None):
+                 threads: int | None = None, stations: str | None = None,
+                 checkpoint: str = "checkpoint_final.pth"):
         self.model = model if isinstance(model, ModelFolder) else ModelFolder.open(model)
         self.folder = self.model.station_stage(stations)
         self.definition = self.model.stage(self.folder)
@@ -155,7 +158,7 @@ class StationParser:
                                               f"(trained: {trained})")
         mir = (self.definition.config != "cpu") if mirroring is None else mirroring
         self.stations = StagePredictor(self.model.stage_folder(self.folder), fl, device=device,
-                                       mirroring=mir, threads=threads)
+                                       mirroring=mir, threads=threads, checkpoint=checkpoint)
         has_organs = (self.model.has(ANCHOR) and self.model.has(NON_ANCHOR)) or \
             self.model.has(SINGLE)
         self.organs = OrganCascade(self.model, folds, device=device, mirroring=mirroring,

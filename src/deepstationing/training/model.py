@@ -203,6 +203,8 @@ class ModelFolder:
         for fname in ("deepstationing_runs.json", "progress.png", "search_weights.json"):
             if (Path(fold_output) / fname).exists():
                 shutil.copyfile(Path(fold_output) / fname, dest / f"fold_{fold}" / fname)
+        for snapshot in sorted(Path(fold_output).glob("checkpoint_epoch_*.pth")):
+            _link_or_copy(snapshot, dest / f"fold_{fold}" / snapshot.name)  # learning curves
         entry = self.data["stages"].setdefault(definition.folder,
                                                {"definition": definition.to_json(),
                                                 "folds": {}})

@@ -38,6 +38,7 @@ class TrainOptions:
             :func:`~deepstationing.backbone.env.default_workers`).
         stop_after_epochs: end each training run after this many epochs as if interrupted.
         retrain: start the requested folds again from scratch.
+        snapshot_every: keep a checkpoint every this many epochs (learning curves).
         verbose: show nnU-Net's console output.
         progress: where progress lines go (``None``: the ``deepstationing.training`` log).
     """
@@ -51,6 +52,7 @@ class TrainOptions:
     workers: int | None = None
     stop_after_epochs: int | None = None
     retrain: bool = False
+    snapshot_every: int | None = None
     verbose: bool = False
     progress: Callable[[str], None] | None = None
 

@@ -28,7 +28,8 @@ target, no half-written target).
 >>> import json, tempfile, pathlib
 >>> tmp = pathlib.Path(tempfile.mkdtemp())
 >>> (tmp / "m").mkdir()
->>> _ = (tmp / "m" / "deepstationing_model.json").write_text(json.dumps({"stages": {}}))
+>>> _ = (tmp / "m" / "deepstationing_model.json").write_text(
+...     json.dumps({"format": 2, "stages": {}}))
 >>> _ = (tmp / "m" / "notes.md").write_text("trained on the phantom")
 >>> manifest = export_model_package(tmp / "m", tmp / "m.zip")
 >>> [f["path"] for f in manifest["files"]]
@@ -78,6 +79,17 @@ class PackageLimits:
     max_total_bytes: int = 64 << 30
     max_manifest_bytes: int = 4 << 20
     max_ratio: float = 200.0            # uncompressed / compressed, for entries over 1 MiB
+
+
+def _stage_summary(entry: dict) -> dict:
+    """What the manifest says of a stage: role, channels, config, folds."""
+    definition = entry.get("definition", {}) if isinstance(entry.get("definition"), dict) else {}
+    channels = definition.get("channels", {})
+    return {"role": definition.get("role"),
+            "channels": channels.get("spec") if isinstance(channels, dict) else None,
+            "config": definition.get("config"),
+            "folds": sorted(entry.get("folds", {})) if isinstance(entry.get("folds"), dict)
+            else []}
 
 
 def _schema_summary() -> dict:
@@ -139,8 +151,8 @@ def export_model_package(model_dir: str | os.PathLike, out: str | os.PathLike, *
     manifest = {
         "format": 1, "kind": PACKAGE_KIND, "created_by": f"deepstationing {__version__}",
         "schema": _schema_summary(),
-        "stages": {name: {k: st.get(k) for k in ("channels", "config", "folds")}
-                   for name, st in stages.items() if isinstance(st, dict)},
+        "stages": {name: _stage_summary(st) for name, st in stages.items()
+                   if isinstance(st, dict)},
         "files": entries,
     }
     with atomic_file(out) as tmp, zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
@@ -340,8 +352,8 @@ def import_model_package(archive: str | os.PathLike, target: str | os.PathLike, 
                 model = ModelFolder.open(tmp)
             except InputError as exc:
                 raise InputError(a, f"{MODEL_FILE}: {exc.problem}") from None
-            for stage in model.stage_names:
-                for fold in model.stage(stage).folds:
+            for stage in model.stage_folders:
+                for fold in model.folds(stage):
                     if not model.checkpoint(stage, fold).is_file():
                         raise InputError(a, f"stage {stage} fold {fold} has no checkpoint "
                                             "in the package")

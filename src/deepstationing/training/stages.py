@@ -59,7 +59,7 @@ from deepstationing.backbone.train import TRAINER_CLASSES
 __all__ = ["StageDefinition", "organ_stage", "station_stage", "ORGAN_ROLES", "STATION_ROLES",
            "ANCHOR", "NON_ANCHOR", "SINGLE", "STATIONS", "SEARCH", "ANCHOR_LABELS",
            "NON_ANCHOR_LABELS", "ALL_ORGAN_LABELS", "STATION_LABELS", "AUGMENTATION",
-           "STATION_CT_WINDOW"]
+           "STATION_CT_WINDOW", "SEARCH_TRAINERS"]
 
 ANCHOR, NON_ANCHOR, SINGLE, STATIONS, SEARCH = "anchor", "nonanchor", "single", "stations", \
     "search"
@@ -69,6 +69,9 @@ ANCHOR_LABELS = StageLabels.from_keys(schema.ORGANS, schema.ANCHOR_ORGANS)
 NON_ANCHOR_LABELS = StageLabels.from_keys(schema.ORGANS, schema.NON_ANCHOR_ORGANS)
 ALL_ORGAN_LABELS = StageLabels.from_keys(schema.ORGANS, schema.ORGANS.keys)
 STATION_LABELS = StageLabels.from_keys(schema.STATIONS, schema.STATIONS.keys)
+
+#: The key-organ search's trainers, by configuration (:mod:`deepstationing.search`).
+SEARCH_TRAINERS = {"cpu": "DeepStationingSearchTrainerCPU", "full": "DeepStationingSearchTrainer"}
 
 #: Augmentation of every stage: no mirroring (left-right would swap lateralised labels;
 #: superior-inferior and anterior-posterior flips cost accuracy at equal budget, see
@@ -193,5 +196,7 @@ def station_stage(channels: ChannelSpec | str, *, config: str = "cpu",
     """The definition of a station stage with the given organ channels."""
     if role not in STATION_ROLES:
         raise ValueError(f"unknown station stage role {role!r}")
+    if role == SEARCH and not trainer:
+        trainer = SEARCH_TRAINERS[config]
     return StageDefinition(role, STATION_LABELS, ChannelSpec.parse(channels), config, cpu,
                            trainer, ct_window=STATION_CT_WINDOW, settings=dict(settings or {}))

@@ -42,7 +42,9 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from deepstationing.backbone.train import DEFAULT_BUDGETS
 from deepstationing.data.atomic import write_json_atomic
 
-__all__ = ["DeepStationingTrainer", "DeepStationingTrainerCPU", "TrainingStopped", "RUNS_FILE"]
+__all__ = ["DeepStationingTrainer", "DeepStationingTrainerCPU", "DeepStationingSearchTrainer",
+           "DeepStationingSearchTrainerCPU", "KeyOrganSearchMixin", "TrainingStopped",
+           "RUNS_FILE"]
 
 RUNS_FILE = "deepstationing_runs.json"
 
@@ -56,6 +58,10 @@ class DeepStationingTrainer(nnUNetTrainer):
 
     default_budget = DEFAULT_BUDGETS["full"]
     checkpoint_every = 10
+    #: ``"sgd"``: nnU-Net's SGD (momentum 0.99, Nesterov) from 0.01; ``"adamw"``: AdamW.
+    #: Both with nnU-Net's poly learning-rate decay.
+    optimizer_name = "sgd"
+    learning_rate = 1e-2
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device=None):
@@ -63,14 +69,35 @@ class DeepStationingTrainer(nnUNetTrainer):
 
         super().__init__(plans, configuration, fold, dataset_json,
                          device if device is not None else torch.device("cuda"))
+        self.initial_lr = self.learning_rate
         self.num_epochs = self.default_budget.epochs
         self.num_iterations_per_epoch = self.default_budget.iterations
         self.num_val_iterations_per_epoch = self.default_budget.val_iterations
         self.save_every = self.checkpoint_every
         self.stop_after_epochs: int | None = None
+        self.snapshot_every: int | None = None  # keep checkpoint_epoch_NNNN.pth every N epochs
         self.progress = None  # callable receiving one line per epoch (set by train_fold)
         self._run_start_epoch = 0
         self._run_started = 0.0
+
+    def weight_parameters(self) -> list:
+        """The parameters the weights' optimiser trains (all but the search's logits)."""
+        return [p for name, p in self.network.named_parameters()
+                if not name.endswith("channel_logits")]
+
+    def configure_optimizers(self):
+        """nnU-Net's SGD (momentum 0.99, Nesterov), or AdamW; nnU-Net's poly decay."""
+        import torch
+        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+        if self.optimizer_name == "sgd":
+            optimizer = torch.optim.SGD(self.weight_parameters(), self.initial_lr,
+                                        weight_decay=self.weight_decay, momentum=0.99,
+                                        nesterov=True)
+        else:
+            optimizer = torch.optim.AdamW(self.weight_parameters(), lr=self.initial_lr,
+                                          weight_decay=self.weight_decay)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
     # ---------------------------------------------------------------- augmentation
     @property
@@ -145,20 +172,26 @@ class DeepStationingTrainer(nnUNetTrainer):
                           f"{log('train_losses', step=-1):.3f}, val loss "
                           f"{log('val_losses', step=-1):.3f}, pseudo Dice {dice:.3f} "
                           f"({took:.1f} s){self.epoch_note()}")
+        done = int(self.current_epoch)
+        if self.snapshot_every and done % int(self.snapshot_every) == 0:
+            name = f"checkpoint_epoch_{done:04d}.pth"
+            self._save_as_finished_epoch(os.path.join(self.output_folder, name))
         done_here = int(self.current_epoch) - self._run_start_epoch
         if (self.stop_after_epochs is not None and done_here >= self.stop_after_epochs
                 and self.current_epoch < self.num_epochs):
             from batchgenerators.utilities.file_and_folder_operations import join
 
-            latest = join(self.output_folder, "checkpoint_latest.pth")
-            # on_epoch_end already advanced the counter; save with the finished epoch count
-            self.current_epoch -= 1
-            self.save_checkpoint(latest)
-            self.current_epoch += 1
+            self._save_as_finished_epoch(join(self.output_folder, "checkpoint_latest.pth"))
             self._close_run(finished=False)
             self._shutdown_loaders()
             raise TrainingStopped(f"stopped after {done_here} epoch(s) at epoch "
                                   f"{self.current_epoch}/{self.num_epochs}")
+
+    def _save_as_finished_epoch(self, path: str) -> None:
+        # on_epoch_end already advanced the counter; save with the finished epoch count
+        self.current_epoch -= 1
+        self.save_checkpoint(path)
+        self.current_epoch += 1
 
     def epoch_note(self) -> str:
         """Extra text for the epoch line (subclasses, e.g. the key-organ search)."""
@@ -172,7 +205,175 @@ class DeepStationingTrainer(nnUNetTrainer):
 
 
 class DeepStationingTrainerCPU(DeepStationingTrainer):
-    """Small budget for the CPU configuration; checkpoint every epoch."""
+    """The CPU configuration: a small budget, AdamW, a checkpoint every epoch.
+
+    AdamW from 3e-3 (nnU-Net's poly decay) instead of nnU-Net's SGD: at CPU budgets of a
+    few thousand iterations the small network's SGD run stays at "background everywhere"
+    for the stations (held-out DSC 0 after 600 iterations; AdamW 48 % after 1000), see
+    ``docs/learning.md``.
+    """
 
     default_budget = DEFAULT_BUDGETS["cpu"]
     checkpoint_every = 1
+    optimizer_name = "adamw"
+    learning_rate = 3e-3
+
+
+class KeyOrganSearchMixin:
+    """The key-organ search (paper Eq. 4-5): softmax-weighted organ channels, DARTS schedule.
+
+    The network is wrapped in :class:`deepstationing.search.weighting.ChannelWeighting`.
+    Exactly how the alternation is done (see that module for the reasons):
+
+    * the fold's training cases are split into *W* (weights) and *A* (logits) halves;
+      ``dataloader_train`` draws from *W*, ``dataloader_arch`` from *A*, both with the
+      trainer's augmentation;
+    * for the first ``freeze_epochs`` epochs (20 %) only weight steps are made;
+    * afterwards each training iteration is a weight step on a *W* batch (nnU-Net's own
+      ``train_step``; the logits are not in its optimiser), then a logit step on an *A*
+      batch: the same loss, its gradient with respect to the logits only, one step of the
+      logits' Adam optimiser (``logit_lr``).
+
+    The organ weights after every epoch go to ``search_weights.json`` in the fold folder
+    (written with each checkpoint; the logits themselves are part of the network weights,
+    so a search model predicts like any other).
+    """
+
+    freeze_fraction = 0.2
+    logit_lr = 1e-2
+    search_file = "search_weights.json"
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                   num_output_channels, enable_deep_supervision=True):
+        from deepstationing.search.weighting import ChannelWeighting
+
+        network = nnUNetTrainer.build_network_architecture(
+            plans_manager, configuration_manager, num_input_channels, num_output_channels,
+            enable_deep_supervision)
+        return ChannelWeighting(network, num_input_channels - 1)
+
+    # ---------------------------------------------------------------- data
+    def do_split(self):
+        from deepstationing.search.weighting import search_split
+
+        tr_keys, val_keys = super().do_split()
+        weights_half, logits_half = search_split(tr_keys)
+        return (logits_half if getattr(self, "_split_role", "") == "logits"
+                else weights_half), val_keys
+
+    def on_train_start(self):
+        import numpy as np
+
+        from deepstationing.search.weighting import freeze_epochs
+
+        self.freeze_epochs = freeze_epochs(self.num_epochs, self.freeze_fraction)
+        self._split_role = "weights"
+        super().on_train_start()
+        self._split_role = "logits"
+        self.dataloader_arch, spare = self.get_dataloaders()
+        self._split_role = "weights"
+        finish = getattr(spare, "_finish", None)
+        if finish is not None:
+            finish()
+        import torch
+
+        self.network.channel_logits.requires_grad_(False)  # weight steps leave them alone
+        self.logit_optimizer = torch.optim.Adam([self.network.channel_logits],
+                                                lr=float(self.logit_lr))
+        state = self._read_search_state()
+        if state and state.get("logit_optimizer") and self.current_epoch > 0:
+            self.logit_optimizer.load_state_dict(_optimizer_state_from_json(
+                state["logit_optimizer"]))
+        self.search_trajectory = [e for e in (state or {}).get("trajectory", [])
+                                  if e["epoch"] <= self.current_epoch]
+        if not self.search_trajectory:
+            self.search_trajectory = [{"epoch": 0, "weights": np.round(
+                self.network.weights().detach().cpu().numpy(), 6).tolist()}]
+
+    def train_step(self, batch: dict) -> dict:
+        out = super().train_step(batch)
+        if self.current_epoch >= self.freeze_epochs:
+            self._logit_step(next(self.dataloader_arch))
+        return out
+
+    def _logit_step(self, batch: dict) -> None:
+        import torch
+
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        target = [t.to(self.device, non_blocking=True) for t in target] \
+            if isinstance(target, list) else target.to(self.device, non_blocking=True)
+        logits = self.network.channel_logits
+        logits.requires_grad_(True)
+        try:
+            loss = self.loss(self.network(data), target)
+            (grad,) = torch.autograd.grad(loss, [logits])  # the weights get no gradient
+        finally:
+            logits.requires_grad_(False)
+        self.logit_optimizer.zero_grad(set_to_none=True)
+        logits.grad = grad
+        self.logit_optimizer.step()
+        logits.grad = None
+
+    # ---------------------------------------------------------------- record
+    def on_epoch_end(self):
+        import numpy as np
+
+        weights = self.network.weights().detach().cpu().numpy()
+        self.search_trajectory.append({"epoch": int(self.current_epoch) + 1,
+                                       "weights": np.round(weights, 6).tolist()})
+        super().on_epoch_end()
+
+    def epoch_note(self) -> str:
+        import numpy as np
+
+        w = self.network.weights().detach().cpu().numpy()
+        top = int(np.argmax(w))
+        phase = "frozen" if self.current_epoch <= self.freeze_epochs else "searching"
+        return f"; organ weights {phase}, top channel {top + 1} ({w[top]:.3f})"
+
+    def _search_path(self) -> Path:
+        return Path(self.output_folder) / self.search_file
+
+    def _read_search_state(self) -> dict | None:
+        p = self._search_path()
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def save_checkpoint(self, filename: str) -> None:
+        super().save_checkpoint(filename)
+        if getattr(self, "logit_optimizer", None) is None:
+            return
+        names = self.dataset_json["channel_names"]
+        organs = self.dataset_json.get("deepstationing", {}).get("channels", {}).get(
+            "organs", [names[str(i)] for i in range(1, len(names))])
+        write_json_atomic({
+            "organs": organs, "freeze_epochs": int(self.freeze_epochs),
+            "num_epochs": int(self.num_epochs), "logit_lr": float(self.logit_lr),
+            "trajectory": self.search_trajectory,
+            "logit_optimizer": _optimizer_state_to_json(self.logit_optimizer.state_dict()),
+        }, self._search_path())
+
+
+def _optimizer_state_to_json(state: dict) -> dict:
+    out = {"param_groups": state["param_groups"], "state": {}}
+    for key, value in state["state"].items():
+        out["state"][str(key)] = {k: (v.tolist() if hasattr(v, "tolist") else v)
+                                  for k, v in value.items()}
+    return out
+
+
+def _optimizer_state_from_json(obj: dict) -> dict:
+    import torch
+
+    state = {int(k): {name: torch.tensor(v) for name, v in value.items()}
+             for k, value in obj["state"].items()}
+    return {"param_groups": obj["param_groups"], "state": state}
+
+
+class DeepStationingSearchTrainer(KeyOrganSearchMixin, DeepStationingTrainer):
+    """The key-organ search with nnU-Net's full configuration (paper: 1000 epochs)."""
+
+
+class DeepStationingSearchTrainerCPU(KeyOrganSearchMixin, DeepStationingTrainerCPU):
+    """The key-organ search with the CPU configuration."""

@@ -1,0 +1,110 @@
+"""``deepstationing search``: the key-organ auto-search, its ranking, and the top-n sweep."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deepstationing.backbone.env import DEFAULT_WORKDIR
+
+DESCRIPTION = """\
+Key-organ auto-search (DeepStationing, section 2.2): train the station network on CT + all
+22 organ channels, each organ channel multiplied by a learnable weight (softmax over one
+logit per organ; the CT is not weighted). The weights stay at 1/22 for the first 20 % of
+the epochs, then are updated alternately with the network: each iteration one step of the
+network on half of the fold's training cases, then one step of the weights on the other
+half (first-order differentiable architecture search). The organs with the largest final
+weights are the key organs.
+
+Writes into --out (default: WORKDIR/search/<cohort>-fold<K>):
+  ranking.json   the 22 organs, best first, with their final weights (summing to 1)
+  weights.png    every organ's weight over the epochs
+and prints the top-n as a ready --channels spec for 'deepstationing train stations'.
+
+--sweep 3,6,9,... retrains the station network with CT + the top-n organs for each n and
+scores each on the fold's held-out cases (the paper's Fig. 3b): sweep.json/.md/.png.
+"""
+
+EPILOG = """\
+examples:
+  deepstationing search --cohort phantom/ --fold 0                 # over predicted organs
+  deepstationing search --cohort phantom/ --fold 0 --source gt     # over ground-truth organs
+  deepstationing search --cohort phantom/ --fold 0 --sweep 3-21/3  # + Fig. 3b
+  deepstationing train stations --cohort phantom/ --fold 0 --channels pred:esophagus,...
+
+Searching over predicted organs (the paper) trains the organ cascade on every fold first
+(out-of-fold channels), as 'train stations --channels pred:...' does.
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "search", help="key-organ auto-search: rank the 22 organs for station parsing",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cohort", required=True, metavar="DIR", help="cohort folder")
+    parser.add_argument("--fold", required=True, type=int, metavar="K", help="held-out fold")
+    parser.add_argument("--source", choices=("pred", "gt"), default="pred",
+                        help="organ channels: out-of-fold predictions (default) or ground "
+                             "truth")
+    parser.add_argument("--config", choices=("cpu", "full"), default="cpu")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs (default: 50 for cpu, 1000 for full)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="iterations per epoch (default: 25 for cpu, 250 for full)")
+    parser.add_argument("--top", type=int, default=6, help="organs in the printed spec "
+                        "(default: 6, as the paper)")
+    parser.add_argument("--sweep", default=None, metavar="LIST",
+                        help="also train CT + top-n for each n, e.g. 3,6,9 or 3-21/3")
+    parser.add_argument("--out", default=None, metavar="DIR", help="output folder")
+    parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR),
+                        help=f"workspace folder (default: ./{DEFAULT_WORKDIR})")
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help="model folder (default: WORKDIR/models/<cohort>-<config>)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="data-augmentation workers (default: nnU-Net's choice on cuda, "
+                             "0 on cpu)")
+    parser.add_argument("--verbose", action="store_true", help="show nnU-Net's own output")
+    parser.set_defaults(func=run)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepstationing.data.cohort import Cohort
+    from deepstationing.organs.cascade import default_model_dir
+    from deepstationing.search.ranking import top_spec
+    from deepstationing.search.sweep import parse_sweep, run_search, run_sweep
+    from deepstationing.training import TrainBudget, TrainOptions
+
+    cohort = Cohort(args.cohort)
+    cohort.test_ids(args.fold)
+    ns = parse_sweep(args.sweep) if args.sweep else []
+    opts = TrainOptions(workdir=args.workdir, config=args.config,
+                        budget=TrainBudget(args.epochs, args.iterations), device=args.device,
+                        threads=args.threads, workers=args.workers, verbose=args.verbose,
+                        progress=_say)
+    model_dir = Path(args.model or default_model_dir(opts.workspace, cohort, args.config))
+    out = Path(args.out or Path(args.workdir) / "search" / f"{cohort.root.name}-fold{args.fold}")
+    result = run_search(cohort, args.fold, source=args.source, options=opts,
+                        model_dir=model_dir, out_dir=out)
+    print(f"ranking ({args.source} organs, fold {args.fold}):")
+    for r in result.ranked:
+        print(f"  {r.rank:2d}. {r.organ:17s} {r.weight:.4f}")
+    spec = top_spec(result.ranked, min(args.top, len(result.ranked)), source=args.source)
+    print(f"top-{args.top}: {spec}")
+    if args.source == "gt":
+        print(f"(for predicted organs: {spec.replace('gt:', 'pred:', 1)})")
+    print(f"wrote {result.ranking_file} and {out / 'weights.png'}", file=sys.stderr)
+    if ns:
+        doc = run_sweep(cohort, args.fold, result.ranked, ns, source=args.source, options=opts,
+                        model=result.model, out_dir=out, progress=_say)
+        for r in doc["results"]:
+            print(f"  top-{r['n']:2d}: held-out mean DSC {100 * r['mean_dsc']:.1f} %")
+        print(f"wrote {out / 'sweep.json'}, sweep.md and sweep.png", file=sys.stderr)
+    return 0
