@@ -367,3 +367,68 @@ def test_resume_after_killed_process(cohort, tmp_path):
     runs = json.loads((latest.parent / RUNS_FILE).read_text())
     assert runs[-1]["start_epoch"] >= done and runs[-1]["finished"]
     assert checkpoint_epoch(latest.parent / "checkpoint_final.pth") == 6
+
+
+# ------------------------------------------------------------------ batch prediction, speed
+def _reference_predict(parser, ct, organs=None):
+    """The cascade as it was before the speed work (concatenated float32 copies)."""
+    from deepstationing.backbone.channels import encode_channels
+    from deepstationing.backbone.predict import model_spacing
+    from deepstationing.data.orientation import (
+        back_to_grid,
+        from_orientation,
+        to_model_grid,
+        to_orientation,
+    )
+    from deepstationing.training.stages import STATION_LABELS
+
+    code = parser.definition.orientation
+    oriented = to_orientation(ct, code)
+    work = to_model_grid(oriented, model_spacing(parser.model.stage_folder(parser.folder)))
+    if organs is None:
+        organ_arr = parser.organs.predict_oriented(work)
+    else:
+        organ_arr = to_model_grid(to_orientation(organs, code), work.array_spacing,
+                                  label=True).array
+    x = np.concatenate([work.array.astype(np.float32)[None],
+                        encode_channels(organ_arr, parser.channels,
+                                        work.array_spacing).astype(np.float32)])
+    local = parser.stations.predict(x, work.array_spacing)
+    st = back_to_grid(work.with_array(STATION_LABELS.to_schema(local)), oriented)
+    return from_orientation(st.array, code, ct)
+
+
+def test_prediction_unchanged_by_the_speed_work(trained, cohort):
+    _, model = trained
+    parser = StationParser(model, [0])
+    case = cohort.case(cohort.test_ids(0)[0])
+    ct = read_image(case.ct)
+    _, fast = parser.predict(ct)
+    assert np.array_equal(fast.array, _reference_predict(parser, ct).array)
+    if LUNG2.exists():  # a real CT, resampled to the model's grid and back
+        real = read_image(LUNG2)
+        _, fast = parser.predict(real)
+        assert np.array_equal(fast.array, _reference_predict(parser, real).array)
+
+
+def test_batch_predict_skips_a_broken_case(trained, cohort, tmp_path, capsys):
+    import shutil
+
+    _, model = trained
+    cts = tmp_path / "cts"
+    cts.mkdir()
+    for cid in cohort.test_ids(0)[:2]:
+        shutil.copyfile(cohort.case(cid).ct, cts / f"{cid}.nii.gz")
+    good = (cts / f"{cohort.test_ids(0)[0]}.nii.gz").read_bytes()
+    (cts / "broken.nii.gz").write_bytes(good[: len(good) // 2])  # a copy cut short
+    out = tmp_path / "out"
+    assert main(["predict", str(cts), "-o", str(out), "--model", str(model.root),
+                 "--verbose"]) == 1
+    err = capsys.readouterr().err
+    assert "broken: FAILED: " in err and "broken.nii.gz" in err and "truncated" in err
+    assert "2 of 3 case(s) predicted, 1 failed: broken" in err
+    assert "stations: network" in err  # --verbose: the cost of each step
+    for cid in cohort.test_ids(0)[:2]:
+        check_same_geometry(read_image(cohort.case(cid).ct),
+                            read_image(out / cid / "stations.nii.gz", label=True))
+    assert not (out / "broken").exists()

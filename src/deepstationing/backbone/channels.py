@@ -3,9 +3,11 @@
 A :class:`ChannelSpec` says which organ masks join the CT as extra input channels, and
 where they come from:
 
-* ``source``: ``"gt"`` (the cohort's ground-truth ``organs.nii.gz``) or ``"pred"``
-  (predictions of the organ stages; when *training* on predictions each case's channels
-  come from the fold model that did not see that case, see :mod:`deepstationing.organs.cascade`);
+* ``source``: ``"gt"`` (the cohort's ground-truth ``organs.nii.gz``), ``"pred"``
+  (predictions of the stratified organ cascade; when *training* on predictions each case's
+  channels come from the fold model that did not see that case, see
+  :mod:`deepstationing.training.oof`) or ``"single"`` (the same from the single 22-organ
+  network, the paper's non-stratified comparison);
 * ``organs``: the organ keys, one binary (0/1) channel each, in the given order; empty for
   CT only.
 
@@ -54,7 +56,7 @@ from scipy import ndimage
 
 from deepstationing import schema
 
-__all__ = ["ChannelSpec", "organ_channels", "encode_channels", "signed_distance",
+__all__ = ["ChannelSpec", "organ_channels", "encode_channels", "network_input", "signed_distance",
            "SUBSET_ALIASES", "ENCODINGS", "SDM_CLIP_MM"]
 
 #: Named organ subsets accepted after ``gt:`` / ``pred:``.
@@ -64,7 +66,7 @@ SUBSET_ALIASES: dict[str, tuple[str, ...]] = {
     "anchors": schema.ANCHOR_ORGANS,
     "non_anchors": schema.NON_ANCHOR_ORGANS,
 }
-SOURCES = ("gt", "pred")
+SOURCES = ("gt", "pred", "single")
 #: Organ channel encodings: binary masks (the paper) or signed distance maps.
 ENCODINGS = ("binary", "sdm")
 #: Signed distances are clipped to this many mm (then scaled to [-1, 1]). Stations reach
@@ -233,3 +235,24 @@ def encode_channels(organ_map: np.ndarray, spec: ChannelSpec,
         return masks
     return np.stack([signed_distance(m, spacing_zyx) for m in masks]) if len(masks) else \
         np.zeros((0,) + organ_map.shape, np.float32)
+
+
+def network_input(ct: np.ndarray, organ_map: np.ndarray | None, spec: ChannelSpec,
+                  spacing_zyx: Sequence[float]) -> np.ndarray:
+    """The network's input ``[1 + n_organs, z, y, x]`` float32: the CT, then the organ channels.
+
+    Allocated once and filled channel by channel (no uint8 stack, no concatenated copies:
+    for 22 organs on a 512 x 512 x 80 grid that saves about 2 GB of temporary arrays).
+
+    >>> m = np.zeros((1, 2, 2), np.uint8); m[0, 0, 0] = 5
+    >>> x = network_input(np.full((1, 2, 2), -100, np.int16), m,
+    ...                   ChannelSpec.parse("gt:heart,spine"), (1, 1, 1))
+    >>> x.dtype, x.shape, x[1].sum(), x[2].sum()
+    (dtype('float32'), (3, 1, 2, 2), np.float32(1.0), np.float32(0.0))
+    """
+    out = np.empty((1 + len(spec.organs),) + ct.shape, np.float32)
+    out[0] = ct
+    for i, key in enumerate(spec.organs):
+        mask = organ_map == schema.ORGANS.by_key(key).id
+        out[1 + i] = signed_distance(mask, spacing_zyx) if spec.encoding == "sdm" else mask
+    return out

@@ -39,6 +39,7 @@ from deepstationing.backbone.channels import ChannelSpec, encode_channels
 from deepstationing.backbone.env import Workspace
 from deepstationing.data.cohort import write_json_atomic
 from deepstationing.data.image import check_same_geometry, read_image, write_image
+from deepstationing.data.locks import file_lock
 from deepstationing.data.orientation import to_orientation
 
 __all__ = ["StageLabels", "ExportCase", "DatasetRef", "export_dataset", "dataset_id_for",
@@ -139,12 +140,13 @@ def _stamp(p: Path | None) -> list | None:
 def dataset_id_for(workspace: Workspace, key: str) -> int:
     """The dataset id of ``key`` in this workspace (a new one the first time)."""
     reg_path = workspace.registry
-    reg = json.loads(reg_path.read_text()) if reg_path.exists() else {}
-    if key not in reg:
-        reg[key] = max([FIRST_DATASET_ID - 1, *reg.values()]) + 1
-        if reg[key] > 999:
-            raise RuntimeError(f"{reg_path}: no free nnU-Net dataset ids left (max 999)")
-        write_json_atomic(reg, reg_path)
+    with file_lock(reg_path):  # jobs running at the same time get distinct ids
+        reg = json.loads(reg_path.read_text()) if reg_path.exists() else {}
+        if key not in reg:
+            reg[key] = max([FIRST_DATASET_ID - 1, *reg.values()]) + 1
+            if reg[key] > 999:
+                raise RuntimeError(f"{reg_path}: no free nnU-Net dataset ids left (max 999)")
+            write_json_atomic(reg, reg_path)
     return int(reg[key])
 
 

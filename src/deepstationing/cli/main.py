@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rules",
     "train",
     "search",
+    "experiment",
     "predict",
     "export",
     "evaluate",
@@ -48,6 +49,7 @@ Typical use:
   deepstationing train organs --cohort ph/ --fold 0 --config cpu
   deepstationing train stations --cohort ph/ --fold 0 --channels pred:all
   deepstationing search --cohort ph/ --fold 0     rank the 22 organs (key-organ search)
+  deepstationing experiment paper --cohort ph/ --out exp/   the paper's protocol + report
   deepstationing predict ct.nii.gz -o out/ --model runs/models/<name>
   deepstationing predict dicom/CT/ -o out/ --model M --format nifti,rtstruct,seg
   deepstationing export out/stations.nii.gz --ct dicom/CT/ -o rt/ --format rtstruct

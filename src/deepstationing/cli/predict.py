@@ -8,10 +8,16 @@ import time
 from pathlib import Path
 
 DESCRIPTION = """\
-Run the whole trained cascade on one CT: anchor organs -> non-anchor organs -> stations.
+Run the whole trained cascade on CTs: anchor organs -> non-anchor organs -> stations.
 Writes OUT/organs.nii.gz (22 organs) and OUT/stations.nii.gz (12 stations) on exactly the
 input's voxel grid and geometry (same shape, spacing, origin, direction), whatever the
 input's orientation.
+
+Several CTs (several inputs, or a folder of CT files / DICOM series folders / case folders)
+are predicted with one model load, the next case read while the current one runs, each
+into OUT/<case>/; a case that fails is reported and skipped, the others finish (exit code 1
+if any failed). --verbose prints the seconds of every step; --ray sends the cases to a Ray
+cluster, one job per case.
 
 The input is a NIfTI/NRRD/MHA file or a folder holding one DICOM CT series. For a DICOM
 input, --format rtstruct,seg also writes OUT/rtstruct.dcm (an RT Structure Set with a ROI
@@ -22,6 +28,7 @@ OUT/seg_organs.dcm (DICOM SEG); see 'deepstationing export --help'.
 EPILOG = """\
 examples:
   deepstationing predict ct.nii.gz -o out/ --model runs/models/phantom-cpu
+  deepstationing predict cts/ -o out/ --model model/ --verbose     # every CT in cts/
   deepstationing predict dicom_folder/ -o out/ --model model/ --device cuda
   deepstationing predict ct.nrrd -o out/ --model model/ --organs organs.nii.gz
   deepstationing predict dicom_folder/ -o out/ --model model/ --format nifti,rtstruct,seg
@@ -36,12 +43,18 @@ def register(subparsers) -> None:
         "predict", help="segment organs and stations in a CT with a trained model",
         description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", metavar="CT_OR_DICOM_FOLDER")
+    parser.add_argument("input", nargs="+", metavar="CT_OR_FOLDER",
+                        help="CT files (NIfTI/NRRD/MHA), DICOM series folders, or folders "
+                             "holding several of those (one case each)")
     parser.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder")
     parser.add_argument("--model", default=None, metavar="DIR", help="trained model folder")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--folds", default=None, metavar="LIST",
-                        help="folds to ensemble, e.g. 0,1 (default: all in the model)")
+                        help="folds to ensemble, e.g. 0,1 (default: all in the model). To "
+                             "score a case of the training cohort, use only the fold that "
+                             "held it out: every other fold's models trained on it, so the "
+                             "default ensemble would leak training cases into the score "
+                             "('experiment paper' does this for you)")
     parser.add_argument("--organs", default=None, metavar="FILE",
                         help="use this 22-organ map instead of predicting organs")
     parser.add_argument("--tta", choices=("auto", "on", "off"), default="auto",
@@ -57,22 +70,35 @@ def register(subparsers) -> None:
     parser.add_argument("--format", default="nifti", metavar="LIST",
                         help="outputs, comma-separated: nifti, rtstruct, seg (the DICOM ones "
                              "need a DICOM input; default: nifti)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the seconds of every step of every case")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="predict the cases on a Ray cluster ('auto', 'ray://HOST:10001' "
+                             "or 'local'), one job per case")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from deepstationing.data.dicom.export import DICOM_FORMATS, export_dicom, parse_formats
-    from deepstationing.data.image import read_ct, read_image, write_image
+    from deepstationing.data.image import read_image, write_image
     from deepstationing.errors import InputError
+    from deepstationing.stations.batch import find_cases, predict_cases
     from deepstationing.training.model import HOW_TO_TRAIN, ModelFolder
 
     formats = parse_formats(args.format)
     dicom_formats = tuple(f for f in formats if f in DICOM_FORMATS)
-    if dicom_formats and not Path(args.input).is_dir():
-        raise InputError(args.input, f"--format {','.join(dicom_formats)} needs a DICOM CT "
-                                     "series folder as input (its UIDs are referenced)")
     if args.model is None:
         raise InputError(None, f"no --model given; {HOW_TO_TRAIN}")
+    cases = find_cases(args.input)
+    single = len(cases) == 1 and len(args.input) == 1 and cases[0].path == Path(args.input[0])
+    if dicom_formats:
+        for case in cases:
+            if not case.path.is_dir():
+                raise InputError(case.path, f"--format {','.join(dicom_formats)} needs DICOM "
+                                            "CT series folders as input (their UIDs are "
+                                            "referenced)")
+    if args.organs and not single:
+        raise InputError(args.organs, "--organs goes with one input CT")
     model = ModelFolder.open(args.model)
     folds = None
     if args.folds:
@@ -81,35 +107,72 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise InputError(None, f"--folds {args.folds!r}: expected e.g. 0,1") from None
     t0 = time.perf_counter()
-    step = [0]
-
-    def say(msg: str) -> None:
-        step[0] += 1
-        print(f"[{step[0]}/4] {msg} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr,
-              flush=True)
-
-    say(f"reading {args.input}")
-    ct = read_ct(args.input)  # warns (stderr) when it does not look like a CT in HU
-    organs = read_image(args.organs, label=True) if args.organs else None
+    out = Path(args.out)
     from deepstationing.stations.network import StationParser
 
     mirroring = None if args.tta == "auto" else args.tta == "on"
     parser = StationParser(model, folds, device=args.device, mirroring=mirroring,
                            threads=args.threads, stations=args.stations)
-    if organs is not None or parser.organs is None:
-        step[0] += 1  # no organ stage to report
-    organs_out, stations = parser.predict(ct, organs, progress=say)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    say(f"writing {out}")
-    if "nifti" in formats:
-        if organs_out is not None:
-            write_image(organs_out, out / "organs.nii.gz")
-        write_image(stations, out / "stations.nii.gz")
-    if dicom_formats:
-        export_dicom(args.input, out, stations=stations, organs=organs_out,
-                     formats=dicom_formats)
-    written = [p.name for p in sorted(out.iterdir()) if p.name.endswith((".nii.gz", ".dcm"))]
-    print(f"done in {time.perf_counter() - t0:.1f} s: {', '.join(written)} in {out}",
-          file=sys.stderr)
-    return 0
+    given = read_image(args.organs, label=True) if args.organs else None
+    if given is not None:
+        parser = _WithOrgans(parser, given)
+    _say(f"model {model.root} loaded in {time.perf_counter() - t0:.1f} s; "
+         f"{len(cases)} case(s)")
+
+    def write(case, folder, organs, stations):
+        names = []
+        if "nifti" in formats:
+            if organs is not None:
+                write_image(organs, folder / "organs.nii.gz")
+                names.append("organs.nii.gz")
+            write_image(stations, folder / "stations.nii.gz")
+            names.append("stations.nii.gz")
+        if dicom_formats:
+            written = export_dicom(case.path, folder, stations=stations, organs=organs,
+                                   formats=dicom_formats)
+            names += [Path(p).name for p in (written or [])]
+        return names
+
+    def on_case(i, n, result):
+        where = out if single else out / result.name
+        if result.ok:
+            _say(f"[{i}/{n}] {result.name}: {result.seconds:.1f} s, {result.stations_found} "
+                 f"stations -> {where} ({', '.join(result.outputs)})")
+        else:
+            _say(f"[{i}/{n}] {result.name}: FAILED: {result.error}")
+        if args.verbose:
+            _say(Timings(result.timings).table())
+
+    from deepstationing.timing import Timings
+
+    if args.ray:
+        from deepstationing.stations.batch import predict_cases_on_ray
+
+        results = predict_cases_on_ray(args, cases, out, on_case=on_case)
+    else:
+        results = predict_cases(parser, cases, out, write=write, single_folder=single,
+                                on_case=on_case)
+    failed = [r for r in results if not r.ok]
+    _say(f"done in {time.perf_counter() - t0:.1f} s: {len(results) - len(failed)} of "
+         f"{len(results)} case(s) predicted" + (f", {len(failed)} failed: "
+                                                + ", ".join(r.name for r in failed)
+                                                if failed else ""))
+    if single and failed:
+        from deepstationing.errors import DeepStationingError
+
+        raise DeepStationingError(failed[0].error)
+    return 1 if failed else 0
+
+
+class _WithOrgans:
+    """A parser that uses a given organ map (``--organs``) instead of predicting organs."""
+
+    def __init__(self, parser, organs):
+        self.parser, self.organs_map = parser, organs
+
+    def predict(self, ct, organs=None, progress=None, timings=None):
+        return self.parser.predict(ct, self.organs_map, progress=progress, timings=timings)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

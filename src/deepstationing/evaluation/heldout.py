@@ -73,6 +73,10 @@ def evaluate_station_stage(model, cases: Sequence[Case], fold: int, *,
 
     if organs not in ORGAN_SOURCES:
         raise ValueError(f"organs must be one of {ORGAN_SOURCES}, got {organs!r}")
+    seen = [c.id for c in cases if c.fold is not None and int(c.fold) != int(fold)]
+    if seen:  # the fold-K models trained on these: a score of them would be leaked
+        raise ValueError(f"cases {seen} are not held out by fold {fold}; the fold-{fold} "
+                         "models trained on them")
     parser = StationParser(model, [fold], stations=stations, checkpoint=checkpoint,
                            device=device, threads=threads)
     rows: list[MetricRow] = []

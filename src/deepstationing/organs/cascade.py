@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepstationing.backbone.channels import encode_channels
+from deepstationing.backbone.channels import ChannelSpec, network_input
 from deepstationing.backbone.datasets import ExportCase
 from deepstationing.backbone.env import Workspace
 from deepstationing.backbone.predict import StagePredictor, model_spacing
@@ -61,6 +61,7 @@ from deepstationing.data.orientation import (
     to_orientation,
 )
 from deepstationing.errors import InputError
+from deepstationing.timing import Timings
 from deepstationing.training import (
     ModelFolder,
     TrainBudget,
@@ -80,6 +81,8 @@ from deepstationing.training.stages import (
     SINGLE,
     StageDefinition,
 )
+
+CT_ONLY = ChannelSpec("pred", ())
 
 __all__ = ["ANCHOR", "NON_ANCHOR", "SINGLE", "train_organs", "merge_organs", "OrganCascade",
            "organ_oof_predictions", "default_model_dir", "TrainOptions", "TrainBudget"]
@@ -222,25 +225,35 @@ class OrganCascade:
         first = self.stages[0]
         return model_spacing(self.model.stage_folder(first), self.definitions[first].configuration)
 
-    def predict_oriented(self, ct: Image) -> np.ndarray:
+    def predict_oriented(self, ct: Image, timings: Timings | None = None) -> np.ndarray:
         """22-organ map of a CT already in the model's orientation (same grid)."""
-        x = ct.array.astype(np.float32)[None]
+        t = timings or Timings()
         sp = ct.array_spacing
         if self.use == "single":
-            local = self.predictors[SINGLE].predict(x, sp, source=ct.path)
-            return ALL_ORGAN_LABELS.to_schema(local)
-        anchors = ANCHOR_LABELS.to_schema(self.predictors[ANCHOR].predict(x, sp, source=ct.path))
+            with t("organs: single network"):
+                x = network_input(ct.array, None, CT_ONLY, sp)
+                return ALL_ORGAN_LABELS.to_schema(
+                    self.predictors[SINGLE].predict(x, sp, source=ct.path))
+        with t("organs: anchor network"):
+            x = network_input(ct.array, None, CT_ONLY, sp)
+            anchors = ANCHOR_LABELS.to_schema(self.predictors[ANCHOR].predict(x, sp,
+                                                                              source=ct.path))
         if self.use == "anchor":
             return anchors
-        chans = encode_channels(anchors, self.definitions[NON_ANCHOR].channels, sp)
-        na = self.predictors[NON_ANCHOR].predict(np.concatenate([x, chans.astype(np.float32)]),
-                                                 sp, source=ct.path)
+        with t("organs: anchor channels"):
+            x = network_input(ct.array, anchors, self.definitions[NON_ANCHOR].channels, sp)
+        with t("organs: non-anchor network"):
+            na = self.predictors[NON_ANCHOR].predict(x, sp, source=ct.path)
         return merge_organs(anchors, NON_ANCHOR_LABELS.to_schema(na))
 
-    def predict(self, ct: Image) -> Image:
+    def predict(self, ct: Image, timings: Timings | None = None) -> Image:
         """22-organ map (schema ids) on ``ct``'s grid and geometry."""
+        t = timings or Timings()
         code = self.orientation
-        oriented = to_orientation(ct, code)
-        work = to_model_grid(oriented, self.spacing)
-        organs = back_to_grid(work.with_array(self.predict_oriented(work)), oriented)
-        return from_orientation(organs.array, code, ct)
+        with t("orient and resample the CT"):
+            oriented = to_orientation(ct, code)
+            work = to_model_grid(oriented, self.spacing)
+        arr = self.predict_oriented(work, t)
+        with t("back to the input grid"):
+            organs = back_to_grid(work.with_array(arr), oriented)
+            return from_orientation(organs.array, code, ct)

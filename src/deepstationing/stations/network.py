@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepstationing.backbone.channels import ChannelSpec, encode_channels
+from deepstationing.backbone.channels import ChannelSpec, network_input
 from deepstationing.backbone.datasets import ExportCase
 from deepstationing.backbone.predict import StagePredictor, model_spacing
 from deepstationing.data.cohort import Cohort
@@ -69,6 +69,7 @@ from deepstationing.organs.cascade import (
     default_model_dir,
     organ_oof_predictions,
 )
+from deepstationing.timing import Timings
 from deepstationing.training import (
     ModelFolder,
     TrainBudget,
@@ -87,7 +88,8 @@ __all__ = ["train_stations", "station_cases", "StationParser", "ChannelSpec", "T
 def station_cases(cohort: Cohort, model: ModelFolder, spec: ChannelSpec,
                   options: TrainOptions) -> list[ExportCase]:
     """The cases of a station stage with their organ channels (ground truth, or out-of-fold
-    cascade predictions, training the cascade's missing folds first)."""
+    predictions of the cascade or of the single network, training their missing folds
+    first)."""
     cases_in = cohort_cases(cohort, "stations")
     if spec.organs and spec.source == "gt":
         cohort_cases(cohort, "organs")
@@ -95,9 +97,11 @@ def station_cases(cohort: Cohort, model: ModelFolder, spec: ChannelSpec,
         return [ExportCase(c.id, c.ct, c.stations, c.fold) for c in cases_in]
     if spec.source == "gt":
         return [ExportCase(c.id, c.ct, c.stations, c.fold, c.organs, "gt") for c in cases_in]
-    oof = organ_oof_predictions(cohort, model, (ANCHOR, NON_ANCHOR), options)
+    stages, what = ((SINGLE,), "single") if spec.source == "single" else \
+        ((ANCHOR, NON_ANCHOR), "cascade")
+    oof = organ_oof_predictions(cohort, model, stages, options)
     return [ExportCase(c.id, c.ct, c.stations, c.fold, oof[c.id][0],
-                       f"cascade fold {oof[c.id][1]}") for c in cases_in]
+                       f"{what} fold {oof[c.id][1]}") for c in cases_in]
 
 
 def train_stations(cohort: Cohort, fold: int, *, channels: ChannelSpec | str,
@@ -159,6 +163,8 @@ class StationParser:
         mir = (self.definition.config != "cpu") if mirroring is None else mirroring
         self.stations = StagePredictor(self.model.stage_folder(self.folder), fl, device=device,
                                        mirroring=mir, threads=threads, checkpoint=checkpoint)
+        if self.channels.source == "single" and organ_model == "auto":
+            organ_model = "single"  # the channels it was trained on
         has_organs = (self.model.has(ANCHOR) and self.model.has(NON_ANCHOR)) or \
             self.model.has(SINGLE)
         self.organs = OrganCascade(self.model, folds, device=device, mirroring=mirroring,
@@ -169,43 +175,50 @@ class StationParser:
         return self.definition.channels
 
     def predict(self, ct: Image, organs: Image | None = None,
-                progress: Callable[[str], None] | None = None) -> tuple[Image | None, Image]:
+                progress: Callable[[str], None] | None = None,
+                timings: Timings | None = None) -> tuple[Image | None, Image]:
         """Organs (``None`` if the model has no organ stage and none was given) and stations.
 
         Args:
             ct: the CT (any orientation; outputs share its grid and geometry).
             organs: a 22-organ map on ``ct``'s grid to use instead of predicted organs.
             progress: called with a short message before each stage.
+            timings: receives the seconds of every step (``predict --verbose``).
         """
         say = progress or (lambda msg: None)
+        t = timings or Timings()
         code = self.definition.orientation
-        oriented = to_orientation(ct, code)
-        work = to_model_grid(oriented, model_spacing(self.model.stage_folder(self.folder),
-                                                     self.definition.configuration))
+        with t("orient and resample the CT"):
+            oriented = to_orientation(ct, code)
+            work = to_model_grid(oriented, model_spacing(self.model.stage_folder(self.folder),
+                                                         self.definition.configuration))
         organ_arr = None
         if organs is not None:
             check_same_geometry(ct, organs, reference_name=ct.path or "CT",
                                 other_name="organ map")
-            organ_arr = to_model_grid(to_orientation(organs, code), work.array_spacing,
-                                      label=True).array
+            with t("orient and resample the organ map"):
+                organ_arr = to_model_grid(to_orientation(organs, code), work.array_spacing,
+                                          label=True).array
         elif self.organs is not None:
             say(f"organs ({self.organs.use})")
-            organ_arr = self.organs.predict_oriented(work)
+            organ_arr = self.organs.predict_oriented(work, t)
         elif self.channels.organs:
             raise InputError(self.model.root, f"the station stage needs organ channels "
                                               f"({self.channels}) but the model has no organ "
                                               "stage; pass an organ map")
-        x = work.array.astype(np.float32)[None]
-        if self.channels.organs:
-            chans = encode_channels(organ_arr, self.channels, work.array_spacing)
-            x = np.concatenate([x, chans.astype(np.float32)])
+        with t("stations: organ channels"):
+            x = network_input(work.array, organ_arr, self.channels, work.array_spacing)
         n_org = len(self.channels.organs)
         say(f"stations (CT + {n_org} organ channels)" if n_org else "stations (CT only)")
-        local = self.stations.predict(x, work.array_spacing, source=ct.path)
-        stations_o = back_to_grid(work.with_array(STATION_LABELS.to_schema(local)), oriented)
-        stations = from_orientation(stations_o.array, code, ct)
-        organs_out = None
-        if organ_arr is not None:
-            organs_o = back_to_grid(work.with_array(organ_arr.astype(np.uint8)), oriented)
-            organs_out = from_orientation(organs_o.array, code, ct)
+        with t("stations: network"):
+            local = self.stations.predict(x, work.array_spacing, source=ct.path)
+        del x
+        with t("back to the input grid"):
+            stations_o = back_to_grid(work.with_array(STATION_LABELS.to_schema(local)),
+                                      oriented)
+            stations = from_orientation(stations_o.array, code, ct)
+            organs_out = None
+            if organ_arr is not None:
+                organs_o = back_to_grid(work.with_array(organ_arr.astype(np.uint8)), oriented)
+                organs_out = from_orientation(organs_o.array, code, ct)
         return organs_out, stations

@@ -34,6 +34,7 @@ from deepstationing.backbone.datasets import ExportCase, export_dataset
 from deepstationing.backbone.plans import plan_and_preprocess
 from deepstationing.backbone.train import TrainBudget, checkpoint_epoch, train_fold
 from deepstationing.data.cohort import Cohort
+from deepstationing.data.locks import file_lock
 from deepstationing.training.cases import cohort_folds
 from deepstationing.training.model import ModelFolder
 from deepstationing.training.options import TrainOptions
@@ -88,15 +89,17 @@ def train_stage(cohort: Cohort, fold: int, model: ModelFolder, definition: Stage
     pred = model_key(model) if (channels.organs and channels.source == "pred") else "-"
     key = json.dumps({"stage": definition.to_json(), "cohort": str(cohort.root.resolve()),
                       "channels_from": pred}, sort_keys=True)
-    ref, written = export_dataset(ws, key, _safe(f"{name}_{cohort.root.resolve().name}"), cases,
-                                  labels=definition.labels, channels=channels,
-                                  orientation=definition.orientation)
-    options.say(f"[{name} fold {fold}] dataset {ref.name} "
-                f"({'exported' if written else 'unchanged'}); planning/preprocessing "
-                f"({definition.config} config)")
-    plans = plan_and_preprocess(ws, ref, definition.config, definition.cpu,
-                                augmentation=definition.augmentation,
-                                ct_window=definition.ct_window, verbose=options.verbose)
+    # folds of one stage share their dataset: one job exports and plans it, others wait
+    with file_lock(ws.root / "datasets" / hashlib.sha1(key.encode()).hexdigest()[:16]):
+        ref, written = export_dataset(ws, key, _safe(f"{name}_{cohort.root.resolve().name}"),
+                                      cases, labels=definition.labels, channels=channels,
+                                      orientation=definition.orientation)
+        options.say(f"[{name} fold {fold}] dataset {ref.name} "
+                    f"({'exported' if written else 'unchanged'}); planning/preprocessing "
+                    f"({definition.config} config)")
+        plans = plan_and_preprocess(ws, ref, definition.config, definition.cpu,
+                                    augmentation=definition.augmentation,
+                                    ct_window=definition.ct_window, verbose=options.verbose)
     workers = options.resolved_workers()
     options.say(f"[{name} fold {fold}] training {budget.epochs} x {budget.iterations} "
                 f"iterations ({definition.trainer}, device {options.device}, {workers} "

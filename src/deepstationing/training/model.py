@@ -33,6 +33,7 @@ from pathlib import Path
 
 from deepstationing import __version__
 from deepstationing.data.atomic import write_json_atomic
+from deepstationing.data.locks import file_lock
 from deepstationing.errors import InputError
 from deepstationing.training.stages import (
     ORGAN_ROLES,
@@ -205,11 +206,14 @@ class ModelFolder:
                 shutil.copyfile(Path(fold_output) / fname, dest / f"fold_{fold}" / fname)
         for snapshot in sorted(Path(fold_output).glob("checkpoint_epoch_*.pth")):
             _link_or_copy(snapshot, dest / f"fold_{fold}" / snapshot.name)  # learning curves
-        entry = self.data["stages"].setdefault(definition.folder,
-                                               {"definition": definition.to_json(),
-                                                "folds": {}})
-        entry["folds"][str(int(fold))] = record
-        self.save()
+        with file_lock(self.root / MODEL_FILE):  # other jobs may add folds at the same time
+            if (self.root / MODEL_FILE).exists():
+                self.data = json.loads((self.root / MODEL_FILE).read_text())
+            entry = self.data["stages"].setdefault(definition.folder,
+                                                   {"definition": definition.to_json(),
+                                                    "folds": {}})
+            entry["folds"][str(int(fold))] = record
+            self.save()
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -28,6 +28,7 @@ from typing import Protocol
 from deepstationing.data.atomic import write_json_atomic
 from deepstationing.data.cohort import Cohort
 from deepstationing.data.image import Image, read_image, write_image
+from deepstationing.data.locks import file_lock
 from deepstationing.training.fold import model_key
 from deepstationing.training.model import ModelFolder
 from deepstationing.training.options import TrainOptions
@@ -62,6 +63,14 @@ def oof_predictions(cohort: Cohort, model: ModelFolder, folders: Sequence[str],
     out_dir = options.workspace.predictions / f"{model.root.name}-{model_key(model)}" / tag
     out_dir.mkdir(parents=True, exist_ok=True)
     prov_file = out_dir / "provenance.json"
+    with file_lock(prov_file):  # one job predicts; others wait, then find the cache
+        return _predict_missing(cohort, model, folders, predictor, options, out_dir, prov_file)
+
+
+def _predict_missing(cohort: Cohort, model: ModelFolder, folders: Sequence[str],
+                     predictor: Callable[[int], Predictor], options: TrainOptions,
+                     out_dir: Path, prov_file: Path) -> dict[str, tuple[Path, int]]:
+    tag = "+".join(folders)
     prov = json.loads(prov_file.read_text()) if prov_file.exists() else {}
     cases = [c for c in cohort if c.fold is not None]
     result: dict[str, tuple[Path, int]] = {}
@@ -75,8 +84,8 @@ def oof_predictions(cohort: Cohort, model: ModelFolder, folders: Sequence[str],
         if target.exists() and prov.get(case.id) == want:
             result[case.id] = (target, f)
             continue
-        options.say(f"[out-of-fold {tag}] case {n}/{len(cases)} ({case.id}) with the fold-{f} "
-                    "model")
+        options.say(f"[out-of-fold {tag}] case {n}/{len(cases)} ({case.id}) with the "
+                    f"fold-{f} model")
         if current is None or current[0] != f:
             current = None  # one fold's predictors at a time keeps memory low
             current = (f, predictor(f))

@@ -1,0 +1,110 @@
+"""Executors of an experiment's jobs: in this process, or on a Ray cluster.
+
+:class:`~deepstationing.experiments.jobs.LocalExecutor` runs the jobs one after the other.
+:class:`RayExecutor` sends every job whose dependencies are done to a Ray cluster — one GPU
+per training job when the cluster has GPUs, one CPU otherwise — and starts the next ones as
+jobs finish. Workers write the job folders themselves, so the experiment's ``--out``
+folder (and the cohort) must be on a file system every node of the cluster sees; files
+that several jobs update are protected by locks (:mod:`deepstationing.data.locks`).
+
+A clinic with several GPUs starts a Ray cluster (``ray start --head`` on one machine,
+``ray start --address HEAD:6379`` on the others) and passes ``--ray auto`` (on a node of
+the cluster) or ``--ray ray://HEAD:10001``; ``--ray local`` starts a private Ray instance on
+this machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from deepstationing.experiments.jobs import Job, JobStore, execute
+
+__all__ = ["RayExecutor", "connect_ray"]
+
+
+def connect_ray(address: str, *, num_cpus: int | None = None) -> None:
+    """Connect to (or, for ``"local"``, start) a Ray instance; idempotent."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs = {"ignore_reinit_error": True, "include_dashboard": False,
+              "log_to_driver": True}
+    if address == "local":
+        ray.init(num_cpus=num_cpus, **kwargs)
+    else:
+        ray.init(address=address, **kwargs)
+
+
+def _remote_job(context: dict, store_root: str, job: dict) -> tuple[bool, str]:
+    """What a Ray worker runs: one job of the paper protocol (status written by the worker)."""
+    from deepstationing.experiments.jobs import Job, JobStore, execute
+    from deepstationing.experiments.paper import Context, run_task
+
+    ctx = Context.from_json(context)
+    store = JobStore(store_root)
+    j = Job.from_json(job)
+    return execute(lambda jj, folder: run_task(ctx, store, jj, folder), j, store)
+
+
+class RayExecutor:
+    """Runs jobs on a Ray cluster as their dependencies finish.
+
+    Args:
+        context: the experiment's :class:`~deepstationing.experiments.paper.Context` as JSON.
+        address: Ray address (``local``, ``auto``, ``ray://host:10001``).
+        num_cpus: CPUs of a ``local`` instance (default: all).
+        remote: the function run per job (default: the paper protocol's).
+    """
+
+    def __init__(self, context: dict, address: str, *, num_cpus: int | None = None,
+                 remote: Callable | None = None):
+        connect_ray(address, num_cpus=num_cpus)
+        import ray
+
+        self.context = context
+        self.ray = ray
+        self.gpus = float(ray.cluster_resources().get("GPU", 0))
+        self.fn = ray.remote(remote or _remote_job)
+
+    def run(self, jobs: Sequence[Job], store: JobStore,
+            on_event: Callable[[str, Job, str], None]) -> None:
+        ray = self.ray
+        pending = list(jobs)
+        failed: set[str] = set()
+        running: dict = {}
+        while pending or running:
+            for job in list(pending):
+                if any(d in failed for d in job.deps):
+                    pending.remove(job)
+                    failed.add(job.id)
+                    on_event("blocked", job, "")
+                elif all(store.is_done(d) for d in job.deps):
+                    pending.remove(job)
+                    opts = {"num_gpus": 1} if job.gpu and self.gpus >= 1 else {"num_cpus": 1}
+                    ref = self.fn.options(**opts).remote(self.context, str(store.root),
+                                                         job.to_json())
+                    running[ref] = job
+                    on_event("start", job, "")
+            if not running:
+                if pending:  # dependencies outside this run that are not done
+                    for job in pending:
+                        on_event("blocked", job, "")
+                    return
+                break
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                job = running.pop(ref)
+                try:
+                    ok, error = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - a worker died: record and go on
+                    ok, error = False, f"{type(exc).__name__}: {exc}"
+                    store.mark(job, "failed", error=error)
+                if not ok:
+                    failed.add(job.id)
+                on_event("done" if ok else "failed", job, error)
+
+
+def run_in_process(task, job: Job, store: JobStore) -> tuple[bool, str]:
+    """One job here (used by tests of custom executors)."""
+    return execute(task, job, store)

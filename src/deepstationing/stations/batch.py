@@ -1,0 +1,243 @@
+"""Predict many CTs with one model load: the next case is read while the current one runs.
+
+:func:`find_cases` turns the command line's inputs (CT files, DICOM series folders, or
+folders holding several of those) into named cases; :func:`predict_cases` runs a
+:class:`~deepstationing.stations.network.StationParser` over them, reading case ``n + 1`` in
+a background thread while case ``n`` is predicted, and writes each case's outputs into its
+own folder. A case that fails (unreadable file, wrong modality, ...) is reported with its
+error and skipped; the others finish. :func:`predict_cases_on_ray` sends the cases to a Ray
+cluster instead (one job per case, the experiment runner's machinery).
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> for name in ("b.nii.gz", "a.nrrd", "notes.txt"):
+...     _ = (d / name).write_bytes(b"")
+>>> [(c.name, c.path.name) for c in find_cases([d])]
+[('a', 'a.nrrd'), ('b', 'b.nii.gz')]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepstationing.data.image import Image, read_ct, write_image
+from deepstationing.errors import DeepStationingError, InputError
+from deepstationing.timing import Timings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CaseInput", "CaseResult", "find_cases", "predict_cases", "predict_cases_on_ray",
+           "CT_SUFFIXES"]
+
+CT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    name: str
+    path: Path
+
+
+@dataclass
+class CaseResult:
+    name: str
+    ok: bool
+    seconds: float
+    outputs: list[str] = field(default_factory=list)
+    error: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    stations_found: int = 0
+
+
+def _case_name(p: Path) -> str:
+    name = p.name
+    for suffix in CT_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _is_dicom_folder(p: Path) -> bool:
+    from deepstationing.data.dicom_checks import looks_like_dicom
+
+    return any(f.is_file() and looks_like_dicom(f) for f in sorted(p.iterdir())[:50])
+
+
+def find_cases(inputs: Sequence[str | os.PathLike]) -> list[CaseInput]:
+    """Cases of the inputs: a CT file or DICOM series folder is one case; any other folder
+    contributes its CT files, DICOM series sub-folders and cohort case folders
+    (``<case>/ct.nii.gz``), sorted by name."""
+    cases: list[CaseInput] = []
+    for raw in inputs:
+        p = Path(raw)
+        if not p.exists():
+            raise InputError(p, "no such file or folder")
+        if p.is_file() or _is_dicom_folder(p):
+            cases.append(CaseInput(_case_name(p), p))
+            continue
+        found = []
+        for entry in sorted(p.iterdir()):
+            if entry.is_file() and entry.name.endswith(CT_SUFFIXES) \
+                    and not entry.name.startswith("."):
+                found.append(CaseInput(_case_name(entry), entry))
+            elif entry.is_dir() and (entry / "ct.nii.gz").exists():
+                found.append(CaseInput(entry.name, entry / "ct.nii.gz"))
+            elif entry.is_dir() and _is_dicom_folder(entry):
+                found.append(CaseInput(entry.name, entry))
+        if not found:
+            raise InputError(p, "holds no CT (NIfTI/NRRD/MHA files, DICOM series folders or "
+                                "case folders with ct.nii.gz)")
+        cases += found
+    names = [c.name for c in cases]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(None, f"several inputs would write to the same output folder: "
+                               f"{', '.join(dupes)}")
+    return cases
+
+
+def _read(case: CaseInput) -> tuple[Image | None, str, float]:
+    t0 = time.perf_counter()
+    try:
+        return read_ct(case.path), "", time.perf_counter() - t0
+    except DeepStationingError as exc:
+        return None, str(exc), time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 - a broken case must not stop the others
+        return None, f"{case.path}: {type(exc).__name__}: {exc}", time.perf_counter() - t0
+
+
+def predict_cases(parser, cases: Sequence[CaseInput], out: str | os.PathLike, *,
+                  write: Callable[[CaseInput, Path, Image | None, Image], list[str]] | None = None,
+                  single_folder: bool = False,
+                  on_case: Callable[[int, int, CaseResult], None] | None = None
+                  ) -> list[CaseResult]:
+    """Predict every case with ``parser``; each case's outputs go to ``out/<case name>/``
+    (``out`` itself when ``single_folder``). Returns one result per case, in order.
+
+    Args:
+        parser: a :class:`~deepstationing.stations.network.StationParser` (loaded once).
+        cases: from :func:`find_cases`.
+        out: output folder.
+        write: writes a case's outputs, returns their file names (default: NIfTI
+            ``organs.nii.gz`` and ``stations.nii.gz``).
+        single_folder: one case, written straight into ``out``.
+        on_case: called after each case with ``(index, total, result)``.
+    """
+    write = write or _write_nifti
+    results: list[CaseResult] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:
+        future = reader.submit(_read, cases[0]) if cases else None
+        for i, case in enumerate(cases):
+            ct, error, read_s = future.result()
+            future = reader.submit(_read, cases[i + 1]) if i + 1 < len(cases) else None
+            t0 = time.perf_counter()
+            timings = Timings({"read": read_s})
+            result = CaseResult(case.name, False, 0.0)
+            if ct is not None:
+                try:
+                    organs, stations = parser.predict(ct, timings=timings)
+                    folder = Path(out) if single_folder else Path(out) / case.name
+                    with timings("write"):
+                        result.outputs = write(case, folder, organs, stations)
+                    import numpy as np
+
+                    result.stations_found = int(len(np.unique(stations.array)) - 1)
+                    result.ok = True
+                except DeepStationingError as exc:
+                    error = str(exc)
+                except Exception as exc:  # noqa: BLE001 - reported, the others go on
+                    error = f"{case.path}: {type(exc).__name__}: {exc}"
+                    log.debug("%s", traceback.format_exc())
+            result.error = error
+            result.seconds = round(time.perf_counter() - t0 + read_s, 2)
+            result.timings = {k: round(v, 3) for k, v in timings.steps.items()}
+            results.append(result)
+            if on_case:
+                on_case(i + 1, len(cases), result)
+    return results
+
+
+def _write_nifti(case: CaseInput, folder: Path, organs: Image | None,
+                 stations: Image) -> list[str]:
+    names = []
+    if organs is not None:
+        write_image(organs, folder / "organs.nii.gz")
+        names.append("organs.nii.gz")
+    write_image(stations, folder / "stations.nii.gz")
+    return names + ["stations.nii.gz"]
+
+
+def _remote_case(context: dict, store_root: str, job: dict) -> tuple[bool, str]:
+    """What a Ray worker runs for one case (loads the model, predicts, writes)."""
+    from deepstationing.experiments.jobs import Job, JobStore, execute
+
+    store = JobStore(store_root)
+    j = Job.from_json(job)
+
+    def task(jj: Job, folder: Path) -> dict:
+        from deepstationing.data.dicom.export import DICOM_FORMATS, export_dicom
+        from deepstationing.stations.network import StationParser
+
+        c = context
+        parser = StationParser(c["model"], c["folds"], device=c["device"],
+                               mirroring=c["mirroring"], threads=c["threads"],
+                               stations=c["stations"])
+        case = CaseInput(jj.params["name"], Path(jj.params["path"]))
+        results = predict_cases(parser, [case], c["out"], write=None)
+        r = results[0]
+        if not r.ok:
+            raise DeepStationingError(r.error)
+        formats = tuple(f for f in c["formats"] if f in DICOM_FORMATS)
+        if formats:
+            from deepstationing.data.image import read_image
+
+            d = Path(c["out"]) / case.name
+            organs = read_image(d / "organs.nii.gz", label=True) \
+                if (d / "organs.nii.gz").exists() else None
+            export_dicom(case.path, d, stations=read_image(d / "stations.nii.gz", label=True),
+                         organs=organs, formats=formats)
+        return {"seconds": r.seconds, "outputs": r.outputs, "timings": r.timings,
+                "stations_found": r.stations_found}
+
+    return execute(task, j, store)
+
+
+def predict_cases_on_ray(args, cases: Sequence[CaseInput], out: str | os.PathLike, *,
+                         on_case: Callable[[int, int, CaseResult], None] | None = None
+                         ) -> list[CaseResult]:
+    """:func:`predict_cases` on a Ray cluster: one job per case, statuses in
+    ``out/jobs/cases/<case>/`` (a finished case is not redone)."""
+    from deepstationing.data.dicom.export import parse_formats
+    from deepstationing.experiments.jobs import Job, JobStore, run_jobs
+    from deepstationing.experiments.runners import RayExecutor
+
+    context = {"model": str(Path(args.model).resolve()),
+               "folds": [int(f) for f in args.folds.split(",")] if args.folds else None,
+               "device": args.device, "threads": args.threads, "stations": args.stations,
+               "mirroring": None if args.tta == "auto" else args.tta == "on",
+               "out": str(Path(out).resolve()), "formats": list(parse_formats(args.format))}
+    jobs = [Job(f"cases/{c.name}", "predict_case",
+                {"name": c.name, "path": str(c.path.resolve())}, gpu=args.device == "cuda")
+            for c in cases]
+    store = JobStore(out)
+    run_jobs(jobs, store, RayExecutor(context, args.ray, remote=_remote_case))
+    results = []
+    for i, c in enumerate(cases, 1):
+        st = store.status(f"cases/{c.name}") or {}
+        res = st.get("result", {})
+        r = CaseResult(c.name, st.get("state") == "done", float(res.get("seconds", 0.0)),
+                       list(res.get("outputs", [])), st.get("error", ""),
+                       dict(res.get("timings", {})), int(res.get("stations_found", 0)))
+        results.append(r)
+        if on_case:
+            on_case(i, len(cases), r)
+    return results

@@ -1,0 +1,166 @@
+"""The paper's protocol as jobs: resume, failures, the report, and the Ray path.
+
+The protocol runs at the ``test`` scale (4 tiny phantom cases, 2 folds, one or two
+iterations per network): the numbers mean nothing, the plumbing is what is checked —
+every job runs, a finished job is never redone, the report's numbers are the jobs'
+numbers, and the Ray executor runs the same jobs on a local Ray instance.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from deepstationing.evaluation.report import read_metrics_csv
+from deepstationing.experiments import run_paper
+from deepstationing.experiments.jobs import Job, JobStore, LocalExecutor, run_jobs
+from deepstationing.experiments.paper import SCALES, build_jobs
+
+TABLE1_ONLY = replace(SCALES["test"], ablations=False, single=False, sweep=(3, 6))
+
+
+# ------------------------------------------------------------------ jobs
+def test_failed_job_blocks_its_dependents_and_is_retried(tmp_path):
+    store = JobStore(tmp_path)
+    calls = []
+
+    def task(job, folder):
+        calls.append(job.id)
+        if job.id == "b" and len([c for c in calls if c == "b"]) == 1:
+            raise RuntimeError("disk on fire")
+        (folder / "out.txt").write_text(job.id)
+        return {"id": job.id}
+
+    jobs = [Job("a", "t"), Job("b", "t", deps=("a",)), Job("c", "t", deps=("b",)),
+            Job("d", "t")]
+    first = run_jobs(jobs, store, LocalExecutor(task))
+    assert first.done == ["a", "d"] and first.failed == {"b": "RuntimeError: disk on fire"}
+    assert first.blocked == ["c"] and not first.ok
+    status = store.status("b")
+    assert status["state"] == "failed" and "disk on fire" in status["traceback"]
+    second = run_jobs(jobs, store, LocalExecutor(task))  # a re-run retries only what is left
+    assert second.skipped == ["a", "d"] and second.done == ["b", "c"] and second.ok
+    assert calls == ["a", "b", "d", "b", "c"]
+
+
+def test_graph_order_and_cycles():
+    from deepstationing.experiments.jobs import topological
+
+    jobs = build_jobs(SCALES["cpu"], [0, 1, 2, 3])
+    seen = set()
+    for job in topological(jobs):
+        assert set(job.deps) <= seen, job.id
+        seen.add(job.id)
+    ids = {j.id for j in jobs}
+    # Table 1, the sweep on fold 0, the six ablations on every fold
+    for name in ("ct", "gt22", "pred22", "top6", "random6", "best6", "anchors", "clinician6",
+                 "single-top6", "gt-top6"):
+        assert {f"stations/{name}/fold{f}" for f in range(4)} <= ids
+    assert {f"stations/top{n}/fold0" for n in (3, 9, 12, 15, 18, 21)} <= ids
+    assert "stations/top9/fold1" not in ids
+    with pytest.raises(ValueError, match="cycle"):
+        topological([Job("x", "t", deps=("y",)), Job("y", "t", deps=("x",))])
+
+
+# ------------------------------------------------------------------ the protocol
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("exp")
+    lines = []
+    summary = run_paper(tmp / "cohort", tmp / "out", TABLE1_ONLY, threads=1,
+                        progress=lines.append, argv=["deepstationing", "experiment", "paper"])
+    return tmp, summary, lines
+
+
+def test_every_job_runs_and_the_report_is_written(experiment):
+    tmp, summary, lines = experiment
+    assert summary.ok, (summary.failed, summary.blocked)
+    jobs = build_jobs(TABLE1_ONLY, [0, 1])
+    assert sorted(summary.done) == sorted(j.id for j in jobs)
+    assert any(re.match(r"\[\d+/\d+\] organs/anchor/fold0 done", line) for line in lines)
+    for name in ("report.md", "report.html", "figures/table1_folds.png", "figures/topn.png"):
+        assert (tmp / "out" / name).exists(), name
+    html = (tmp / "out" / "report.html").read_text()
+    assert "data:image/png;base64," in html and 'src="figures/' not in html  # self-contained
+
+
+def test_report_numbers_are_the_jobs_numbers(experiment):
+    tmp, _, _ = experiment
+    store = JobStore(tmp / "out")
+    report = (tmp / "out" / "report.md").read_text()
+    for setting, title in (("ct", "CT only"), ("gt22", "+22 organ GT"),
+                           ("top6", "+6 searched organ pred")):
+        rows = []
+        for fold in (0, 1):
+            res = store.result(f"stations/{setting}/fold{fold}")
+            rows += read_metrics_csv(store.folder(f"stations/{setting}/fold{fold}")
+                                     / res["metrics"])
+        per_station = [np.nanmean([r.dsc for r in rows if r.label == "4R"])]
+        table = report.split("### DSC (%)")[1].split("###")[0]
+        header = [c.strip() for c in table.splitlines()[2].split("|")[1:-1]]
+        row_4r = next(line for line in table.splitlines() if line.startswith("| 4R |"))
+        cell = [c.strip() for c in row_4r.split("|")[1:-1]][header.index(title)]
+        assert cell.startswith(f"{100 * per_station[0]:.1f}"), (setting, cell)
+    # each fold's top-6 came from that fold's own search
+    for fold in (0, 1):
+        ranking = store.result(f"search/pred/fold{fold}")["ranking"]
+        spec = store.result(f"stations/top6/fold{fold}")["spec"]
+        assert spec == "pred:" + ",".join(r["organ"] for r in ranking[:6])
+    assert "holds in" in report and "zone accuracy" in report.lower()
+
+
+def test_held_out_cases_only(experiment):
+    tmp, _, _ = experiment
+    store = JobStore(tmp / "out")
+    manifest = json.loads((tmp / "cohort" / "manifest.json").read_text())
+    fold_of = {c["id"]: c["fold"] for c in manifest["cases"]}
+    for fold in (0, 1):
+        res = store.result(f"stations/pred22/fold{fold}")
+        rows = read_metrics_csv(store.folder(f"stations/pred22/fold{fold}") / res["metrics"])
+        assert {fold_of[r.case] for r in rows} == {fold}
+
+
+def test_rerun_redoes_nothing(experiment):
+    tmp, _, _ = experiment
+    lines = []
+    summary = run_paper(tmp / "cohort", tmp / "out", TABLE1_ONLY, threads=1,
+                        progress=lines.append)
+    assert summary.done == [] and summary.ok
+    assert lines[-1].endswith("jobs already done (kept)")
+
+
+def test_another_scale_in_the_same_folder_is_refused(experiment):
+    from deepstationing.errors import InputError
+
+    tmp, _, _ = experiment
+    with pytest.raises(InputError, match="holds an experiment at scale"):
+        run_paper(tmp / "cohort", tmp / "out", SCALES["test"], threads=1)
+
+
+def test_ray_runs_the_same_jobs(experiment, tmp_path):
+    """The Ray executor on a local Ray instance: organ jobs of both folds and their OOF job."""
+    pytest.importorskip("ray")
+    from deepstationing.experiments.paper import Context
+    from deepstationing.experiments.runners import RayExecutor
+
+    tmp, _, _ = experiment
+    ctx = Context(str(tmp / "cohort"), str(tmp_path / "out"), TABLE1_ONLY, threads=1)
+    jobs = [j for j in build_jobs(TABLE1_ONLY, [0, 1])
+            if j.id.startswith("organs/anchor/") or j.id == "oof/anchor"]
+    store = JobStore(tmp_path / "out")
+    try:
+        summary = run_jobs(jobs, store, RayExecutor(ctx.to_json(), "local", num_cpus=2))
+    finally:
+        import ray
+
+        ray.shutdown()
+    assert summary.ok and sorted(summary.done) == sorted(j.id for j in jobs)
+    files = store.result("oof/anchor")["files"]
+    assert sorted(files) == sorted(json.loads((tmp / "cohort" / "manifest.json").read_text())
+                                   ["cases"][i]["id"] for i in range(4))
+    for status in ("organs/anchor/fold0", "organs/anchor/fold1"):
+        assert store.status(status)["host"]  # written by the Ray worker
