@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -50,11 +51,11 @@ def stand_in_model(monkeypatch):
         def __init__(self, *args, **kwargs):
             pass
 
-        def predict(self, ct, organs=None, progress=None):
+        def predict(self, ct, organs=None, progress=None, timings=None):
             return None, ct.with_array(np.ones(ct.shape, np.uint8))
 
     monkeypatch.setattr(model_module.ModelFolder, "open",
-                        classmethod(lambda cls, root: object()))
+                        classmethod(lambda cls, root: SimpleNamespace(root=Path(root))))
     monkeypatch.setattr(network, "StationParser", Parser)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from deepstationing import schema
+from deepstationing.backbone.channels import ChannelSpec
 from deepstationing.backbone.env import Workspace
 from deepstationing.backbone.plans import CpuConfig
 from deepstationing.backbone.predict import StagePredictor
@@ -125,7 +126,7 @@ def test_predict_held_out_case_cli(trained, cohort, tmp_path, capsys):
     out = tmp_path / "pred"
     assert main(["predict", str(case.ct), "-o", str(out), "--model", str(model.root)]) == 0
     err = capsys.readouterr().err
-    assert "organs (cascade)" in err and "stations (CT + 22 organ channels)" in err
+    assert "[1/1] ct: " in err and "done in" in err and "1 of 1 case(s) predicted" in err
     ct = read_image(case.ct)
     organs = read_image(out / "organs.nii.gz", label=True)
     stations = read_image(out / "stations.nii.gz", label=True)
@@ -399,10 +400,25 @@ def _reference_predict(parser, ct, organs=None):
 
 
 def test_prediction_unchanged_by_the_speed_work(trained, cohort):
+    from deepstationing.backbone.channels import network_input
+
     _, model = trained
     parser = StationParser(model, [0])
     case = cohort.case(cohort.test_ids(0)[0])
     ct = read_image(case.ct)
+    # the network step: argmax where the logits are == nnU-Net's predict_single_npy_array,
+    # for one fold and for an ensemble of all four
+    organs = read_image(case.organs, label=True)
+    x = network_input(ct.array, organs.array, parser.channels, ct.array_spacing)
+    for stage in (parser.stations, StagePredictor(model.stage_folder("stations-pred-all"),
+                                                  [0], threads=1)):
+        fast = stage.predict(x, ct.array_spacing)
+        assert np.array_equal(fast, stage.predict_reference(x, {"spacing":
+                                                               list(ct.array_spacing)}))
+    anchors = StagePredictor(model.stage_folder("anchor"), [0, 1, 2, 3], threads=1)
+    x1 = network_input(ct.array, None, ChannelSpec("pred", ()), ct.array_spacing)
+    assert np.array_equal(anchors.predict(x1, ct.array_spacing),
+                          anchors.predict_reference(x1, {"spacing": list(ct.array_spacing)}))
     _, fast = parser.predict(ct)
     assert np.array_equal(fast.array, _reference_predict(parser, ct).array)
     if LUNG2.exists():  # a real CT, resampled to the model's grid and back

@@ -42,7 +42,7 @@ class TruthParser:
     def __init__(self, model, folds, **kw):
         self.organs = object()
 
-    def predict(self, ct, organs, progress=None):
+    def predict(self, ct, organs=None, progress=None, timings=None):
         case = type(self).truth
         assert ct.same_geometry(case.ct)
         if progress:

@@ -143,7 +143,8 @@ def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *, trainer: str
                threads: int | None = 1, workers: int = 0,
                stop_after_epochs: int | None = None, restart: bool = False,
                trainer_settings: dict | None = None, snapshot_every: int | None = None,
-               progress: Callable[[str], None] | None = None, verbose: bool = False) -> Path:
+               seed: int | None = 0, progress: Callable[[str], None] | None = None,
+               verbose: bool = False) -> Path:
     """Train, extend, resume or skip fold ``fold``; return the fold's nnU-Net output folder.
 
     Args:
@@ -163,6 +164,8 @@ def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *, trainer: str
             key-organ search schedule); part of what a run is, like the budget.
         snapshot_every: also keep ``checkpoint_epoch_NNNN.pth`` every this many epochs
             (learning curves); not part of what a run is.
+        seed: seeds the network's initialisation and the augmentation of a new run
+            (``None``: unseeded); a CPU run without augmentation workers then repeats exactly.
         progress: receives one line per epoch and one when resuming.
         verbose: show nnU-Net's own console output.
     """
@@ -212,6 +215,7 @@ def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *, trainer: str
                 setattr(tr, key, value)
             tr.stop_after_epochs = stop_after_epochs
             tr.snapshot_every = snapshot_every
+            tr.seed = seed
             tr.progress = say
             if plan in ("resume", "extend"):
                 tr.load_checkpoint(str(latest))

@@ -29,10 +29,10 @@ Scales (--scale):
         and the report in about 10-15 minutes on 2 CPU cores; far too little training for
         the numbers to mean anything (the report says so)
   cpu   20 phantom cases (small preset), 4 folds, budgets that learn, sweep and ablations:
-        about 30 training runs of 20-40 minutes each on 2 CPU cores (a day or two)
+        about 70 trainings of 15-35 minutes each on 2 CPU cores (a day and a half)
   full  40 cases at the paper's geometry, nnU-Net's own configuration, 1000 x 250 per
-        network, as in the paper: for GPUs. About 60 network trainings; at the paper's
-        2.5 GPU days per network, plan for weeks on one GPU or use --ray with several
+        network, as in the paper: for GPUs. About 70 trainings; at the paper's 2.5 GPU
+        days per network, months on one GPU: use --ray with several
 
 --cohort DIR is used if it holds a cohort (e.g. from 'deepstationing dataset import');
 otherwise the scale's phantom cohort is generated there.

@@ -89,17 +89,17 @@ def run(args: argparse.Namespace) -> int:
     dicom_formats = tuple(f for f in formats if f in DICOM_FORMATS)
     if args.model is None:
         raise InputError(None, f"no --model given; {HOW_TO_TRAIN}")
+    model = ModelFolder.open(args.model)
     cases = find_cases(args.input)
     single = len(cases) == 1 and len(args.input) == 1 and cases[0].path == Path(args.input[0])
     if dicom_formats:
         for case in cases:
             if not case.path.is_dir():
-                raise InputError(case.path, f"--format {','.join(dicom_formats)} needs DICOM "
-                                            "CT series folders as input (their UIDs are "
+                raise InputError(case.path, f"--format {','.join(dicom_formats)} needs a DICOM "
+                                            "CT series folder as input (its UIDs are "
                                             "referenced)")
     if args.organs and not single:
         raise InputError(args.organs, "--organs goes with one input CT")
-    model = ModelFolder.open(args.model)
     folds = None
     if args.folds:
         try:

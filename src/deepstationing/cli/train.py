@@ -100,6 +100,9 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="data-augmentation worker processes (default: nnU-Net's choice "
                              "on cuda, 0 on cpu)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the network initialisation and augmentation (default: "
+                             "0; a CPU run with 0 workers then repeats exactly); -1: unseeded")
     parser.add_argument("--retrain", action="store_true",
                         help="train the requested folds again from scratch")
     parser.add_argument("--verbose", action="store_true", help="show nnU-Net's own output")
@@ -126,8 +129,9 @@ def _progress(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deepstationing.backbone.channels import ChannelSpec
+    from deepstationing.data.atomic import ensure_folder
     from deepstationing.data.cohort import Cohort
-    from deepstationing.errors import InputError, OutputError
+    from deepstationing.errors import InputError
     from deepstationing.organs.cascade import default_model_dir, train_organs
     from deepstationing.training import TrainBudget, TrainOptions
 
@@ -153,12 +157,11 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(workdir=args.workdir, config=args.config,
                         budget=TrainBudget(args.epochs, args.iterations), device=args.device,
                         threads=args.threads, workers=args.workers, retrain=args.retrain,
+                        seed=None if args.seed < 0 else args.seed,
                         verbose=args.verbose, progress=_progress)
     model_dir = Path(args.model or default_model_dir(opts.workspace, cohort, args.config))
-    try:  # an unwritable model folder fails now, not after hours of training
-        model_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(model_dir, f"cannot create the model folder ({exc.strerror})") from None
+    # an unwritable model folder fails now, not after hours of training
+    ensure_folder(model_dir)
     for fold in folds:
         if args.what == "organs":
             train_organs(cohort, fold, options=opts, model_dir=model_dir,

@@ -24,7 +24,13 @@ __all__ = ["RayExecutor", "connect_ray"]
 
 def connect_ray(address: str, *, num_cpus: int | None = None) -> None:
     """Connect to (or, for ``"local"``, start) a Ray instance; idempotent."""
-    import ray
+    try:
+        import ray
+    except ModuleNotFoundError:
+        from deepstationing.errors import DeepStationingError
+
+        raise DeepStationingError("--ray needs the Ray package: pip install "
+                                  "'deepstationing[ray]' (or ray==2.60.0)") from None
 
     if ray.is_initialized():
         return

@@ -109,7 +109,8 @@ def train_stage(cohort: Cohort, fold: int, model: ModelFolder, definition: Stage
                      device=options.device, threads=options.threads, workers=workers,
                      stop_after_epochs=options.stop_after_epochs, restart=options.retrain,
                      trainer_settings=definition.settings,
-                     snapshot_every=options.snapshot_every, progress=options.say,
+                     snapshot_every=options.snapshot_every, seed=options.seed,
+                     progress=options.say,
                      verbose=options.verbose)
     record = {"budget": budget.to_json(),
               "epochs": checkpoint_epoch(out / "checkpoint_final.pth"),

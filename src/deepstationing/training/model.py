@@ -38,6 +38,7 @@ from deepstationing.errors import InputError
 from deepstationing.training.stages import (
     ORGAN_ROLES,
     STATION_ROLES,
+    STATIONS,
     StageDefinition,
 )
 
@@ -157,6 +158,8 @@ class ModelFolder:
         if which in folders:
             return which
         matches = [f for f in folders if str(self.stage(f).channels) == which]
+        if len(matches) > 1:  # a plain station stage before a search run on the same channels
+            matches = [f for f in matches if self.stage(f).role == STATIONS] or matches
         if len(matches) == 1:
             return matches[0]
         raise InputError(self.root, f"no station stage {which!r} in this model (it has: "

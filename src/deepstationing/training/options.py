@@ -39,6 +39,7 @@ class TrainOptions:
         stop_after_epochs: end each training run after this many epochs as if interrupted.
         retrain: start the requested folds again from scratch.
         snapshot_every: keep a checkpoint every this many epochs (learning curves).
+        seed: seeds each fold's network initialisation and augmentation (``None``: unseeded).
         verbose: show nnU-Net's console output.
         progress: where progress lines go (``None``: the ``deepstationing.training`` log).
     """
@@ -53,6 +54,7 @@ class TrainOptions:
     stop_after_epochs: int | None = None
     retrain: bool = False
     snapshot_every: int | None = None
+    seed: int | None = 0
     verbose: bool = False
     progress: Callable[[str], None] | None = None
 

@@ -76,9 +76,28 @@ class DeepStationingTrainer(nnUNetTrainer):
         self.save_every = self.checkpoint_every
         self.stop_after_epochs: int | None = None
         self.snapshot_every: int | None = None  # keep checkpoint_epoch_NNNN.pth every N epochs
+        self.seed: int | None = None  # seeds weights and (in-process) augmentation when set
         self.progress = None  # callable receiving one line per epoch (set by train_fold)
         self._run_start_epoch = 0
         self._run_started = 0.0
+
+    def on_train_start(self):
+        """Seed Python's, NumPy's and torch's generators (when :attr:`seed` is set) before
+        nnU-Net builds the network and the data loaders.
+
+        With augmentation in this process (0 workers, the CPU default) a seeded run on the
+        CPU repeats exactly; augmentation workers draw their own seeds.
+        """
+        if self.seed is not None and not self.was_initialized:
+            import random
+
+            import numpy as np
+            import torch
+
+            random.seed(self.seed)
+            np.random.seed(self.seed)
+            torch.manual_seed(self.seed)
+        super().on_train_start()
 
     def weight_parameters(self) -> list:
         """The parameters the weights' optimiser trains (all but the search's logits)."""
