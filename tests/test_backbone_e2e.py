@@ -258,6 +258,25 @@ def test_trainer_augmentation_follows_the_plans(trained):
                 tr.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
             assert dummy_2d and mirror == axes and tr.inference_allowed_mirroring_axes == axes
             assert math.isclose(rot[1], math.radians(15)) and math.isclose(rot[0], -rot[1])
+            assert tr.initial_lr == DeepStationingTrainerCPU.learning_rate == 3e-3
+        # a CpuConfig's learning rate reaches the trainer through the plans
+        plans["deepstationing"] = {**entry, "learning_rate": 0.01}
+        tr = DeepStationingTrainerCPU({**plans, "continue_training": False}, "3d_fullres", 0,
+                                      json.loads((folder / "dataset.json").read_text()),
+                                      device=__import__("torch").device("cpu"))
+        assert tr.initial_lr == 0.01
+
+
+def test_cpu_config_learning_rate_is_written_into_the_plans(tmp_path):
+    from deepstationing.backbone.plans import Augmentation, CpuConfig, _apply_toolkit
+
+    f = tmp_path / "plans.json"
+    base = {"transpose_forward": [0, 1, 2],
+            "foreground_intensity_properties_per_channel": {"0": {}}}
+    for cpu, expect in ((CpuConfig(learning_rate=0.01), 0.01), (CpuConfig(), None)):
+        f.write_text(json.dumps(base))
+        _apply_toolkit(f, Augmentation(), None, cpu)
+        assert json.loads(f.read_text())["deepstationing"].get("learning_rate") == expect
 
 
 @pytest.mark.skipif(not LUNG2.exists(), reason=f"real CT fixture absent ({LUNG2})")

@@ -167,3 +167,13 @@ def test_ray_runs_the_same_jobs(experiment, tmp_path):
                                    ["cases"][i]["id"] for i in range(4))
     for status in ("organs/anchor/fold0", "organs/anchor/fold1"):
         assert store.status(status)["host"]  # written by the Ray worker
+
+
+def test_demo_scale_trains_the_cascade_on_every_fold_and_stations_on_fold_0():
+    jobs = build_jobs(SCALES["demo"], folds=[0, 1])
+    ids = {j.id for j in jobs}
+    assert {"organs/anchor/fold1", "organs/nonanchor/fold1", "stations/top6/fold0"} <= ids
+    assert not [i for i in ids if i.startswith(("stations/", "search/")) and i.endswith("1")]
+    assert next(j for j in jobs if j.id == "stations/rules/all").params["folds"] == [0]
+    again = type(SCALES["demo"]).from_json(json.loads(json.dumps(SCALES["demo"].to_json())))
+    assert again == SCALES["demo"] and again.cpu.learning_rate == 1e-2

@@ -25,9 +25,10 @@ interruption continues where it stopped. The report: OUT/report.md and OUT/repor
 (self-contained, pictures embedded).
 
 Scales (--scale):
-  demo  8 phantom cases at 5.6 x 5.6 x 10 mm, 2 folds, tiny CPU budgets: Table 1's settings
-        and the report in about 10-15 minutes on 2 CPU cores; far too little training for
-        the numbers to mean anything (the report says so)
+  demo  8 phantom cases at 5.6 x 5.6 x 10 mm, 2 folds (organ cascade on both; stations
+        and search with fold 0 held out), a tiny CPU network, 600 iterations per station
+        network: Table 1's settings and the report in about a quarter of an hour on 2 CPU
+        cores; the networks learn but are far from converged (the report says so)
   cpu   20 phantom cases (small preset), 4 folds, budgets that learn, sweep and ablations:
         about 70 trainings of 15-35 minutes each on 2 CPU cores (a day and a half)
   full  40 cases at the paper's geometry, nnU-Net's own configuration, 1000 x 250 per

@@ -212,10 +212,11 @@ def write_report(ctx, store: JobStore) -> dict[str, Path]:
     lines = ["# DeepStationing on the phantom: the paper's protocol", ""]
     lines += [f"*Scale `{scale.name}`: {scale.description}.*", ""]
     if scale.name == "demo":
-        lines += ["> **These numbers come from budgets far too small to learn** (seconds of "
-                  "training per network on a CPU): the demo shows that every step of the "
-                  "protocol runs and how the report reads. Run `--scale cpu` (hours on a CPU) "
-                  "or `--scale full` (GPU) for numbers that say something about the method.",
+        lines += ["> **A demo, not the method's performance**: a coarse grid, 8 cases, one "
+                  "held-out fold of 4 cases and about a minute of training per network on a "
+                  "CPU. The networks learn, but far from convergence; the orderings below "
+                  "rest on one fold. Run `--scale cpu` (a day and a half on 2 CPU cores) or "
+                  "`--scale full` (GPUs) for the paper's protocol at budgets that converge.",
                   ""]
     lines += ["Held-out evaluation: patient-level cross-validation with the cohort's folds; "
               "each fold's test cases are predicted by that fold's models only (station "

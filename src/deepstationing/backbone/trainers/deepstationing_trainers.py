@@ -69,7 +69,8 @@ class DeepStationingTrainer(nnUNetTrainer):
 
         super().__init__(plans, configuration, fold, dataset_json,
                          device if device is not None else torch.device("cuda"))
-        self.initial_lr = self.learning_rate
+        # the plans may set it for their network (CpuConfig.learning_rate)
+        self.initial_lr = float(self.toolkit_plans.get("learning_rate", self.learning_rate))
         self.num_epochs = self.default_budget.epochs
         self.num_iterations_per_epoch = self.default_budget.iterations
         self.num_val_iterations_per_epoch = self.default_budget.val_iterations
