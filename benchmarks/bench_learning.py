@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--workdir", default="/tmp/deepstationing-bench-learning")
     p.add_argument("--out-name", default="learning")
+    p.add_argument("--note", default="", help="a sentence for the results (how it was run)")
     return p.parse_args(argv)
 
 
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
         record = model.fold_record(folder, args.fold)
         runs = json.loads((model.checkpoint(folder, args.fold).parent /
                            "deepstationing_runs.json").read_text())
-        train_seconds = sum(r.get("seconds", 0.0) for r in runs)
+        train_seconds, per_iteration = training_speed(runs)
         curve = []
         fold_dir = model.checkpoint(folder, args.fold).parent
         for snap in sorted(fold_dir.glob("checkpoint_epoch_*.pth")):
@@ -116,13 +117,14 @@ def main(argv=None) -> int:
                                                   organs="gt", checkpoint=snap.name,
                                                   device=args.device, threads=args.threads))
             curve.append({"epoch": epoch, "iterations": epoch * args.iterations,
-                          "train_minutes": round(train_seconds / 60 * epoch / args.epochs, 1),
+                          "train_minutes": round(per_iteration * epoch * args.iterations / 60,
+                                                 1),
                           **ev})
             print(f"[{spec}] epoch {epoch} ({epoch * args.iterations} iterations): held-out "
                   f"mean DSC {100 * ev['mean_dsc']:.1f} %", file=sys.stderr, flush=True)
         results["settings"][str(spec)] = {
             "curve": curve, "train_seconds": round(train_seconds, 1),
-            "seconds_per_iteration": round(train_seconds / (args.epochs * args.iterations), 3),
+            "seconds_per_iteration": round(per_iteration, 3),
             "record": record, "wall_seconds_incl_eval": round(time.perf_counter() - t1, 1)}
     results["meta"] = {
         "command": "python benchmarks/bench_learning.py " + " ".join(argv or sys.argv[1:]),
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
                    "fold": args.fold, "test_cases": [c.id for c in test]},
         "budget": {"epochs": args.epochs, "iterations": args.iterations,
                    "snapshot_every": args.snapshot_every},
-        "total_minutes": round((time.perf_counter() - t0) / 60, 1),
+        "total_minutes": round((time.perf_counter() - t0) / 60, 1), "note": args.note,
         "stations": list(schema.STATIONS.keys)}
     RESULTS.mkdir(exist_ok=True)
     from deepstationing.data.atomic import write_json_atomic, write_text_atomic
@@ -141,6 +143,22 @@ def main(argv=None) -> int:
     plot(results, RESULTS / f"{args.out_name}.png")
     print(f"wrote {RESULTS / args.out_name}.{{json,md,png}}", file=sys.stderr)
     return 0
+
+
+def training_speed(runs: list[dict]) -> tuple[float, float]:
+    """Seconds of the timed training runs and seconds per iteration over them.
+
+    A run that was killed (no ``seconds``) is left out of both: the speed comes from the
+    runs that finished, and the training minutes of a curve are iterations x that speed.
+
+    >>> training_speed([{"start_epoch": 0, "end_epoch": None, "iterations": 50},
+    ...                 {"start_epoch": 20, "end_epoch": 60, "iterations": 50, "seconds": 1000}])
+    (1000.0, 0.5)
+    """
+    timed = [r for r in runs if r.get("seconds") is not None and r.get("end_epoch") is not None]
+    seconds = float(sum(r["seconds"] for r in timed))
+    iterations = sum((r["end_epoch"] - r["start_epoch"]) * r["iterations"] for r in timed)
+    return seconds, (seconds / iterations if iterations else float("nan"))
 
 
 def machine() -> str:
@@ -170,7 +188,7 @@ def markdown(results: dict) -> str:
              f"Budget per setting: {meta['budget']['epochs']} epochs x "
              f"{meta['budget']['iterations']} iterations (batch 2), a checkpoint kept every "
              f"{meta['budget']['snapshot_every']} epochs. Total time {meta['total_minutes']} "
-             "min.", "",
+             "min.", *([meta["note"]] if meta.get("note") else []), "",
              f"Reference: margin rules on the same cases with ground-truth organs: mean DSC "
              f"**{100 * results['rules']['mean_dsc']:.1f} %**.", "",
              "## Mean held-out DSC (%) after N iterations", ""]
@@ -192,7 +210,7 @@ def markdown(results: dict) -> str:
                      + " | ".join(cells) + " |")
     lines += ["", "## Training speed", ""]
     for k, v in results["settings"].items():
-        lines.append(f"- `{k}`: {v['train_seconds'] / 60:.1f} min of training, "
+        lines.append(f"- `{k}`: {v['train_seconds'] / 60:.1f} min of timed training, "
                      f"{v['seconds_per_iteration']} s per iteration "
                      f"({v['record']['device']}, {v['record']['workers']} augmentation "
                      "workers)")

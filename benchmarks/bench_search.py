@@ -51,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--workdir", default="/tmp/deepstationing-bench-search")
     p.add_argument("--out-name", default="search")
+    p.add_argument("--note", default="", help="a sentence for the results (how it was run)")
     p.add_argument("--coarse", action="store_true",
                    help="the demo scale's grid and network (fast on a CPU)")
     return p.parse_args(argv)
@@ -147,7 +148,8 @@ def main(argv=None) -> int:
         "budget": f"search {args.epochs} x {args.iterations} iterations per fold"
                   + (f"; sweep {args.sweep_epochs} x {args.iterations} per n" if args.sweep
                      else ""),
-        "source": args.source, "total_minutes": round((time.perf_counter() - t0) / 60, 1)}
+        "note": args.note, "source": args.source,
+        "total_minutes": round((time.perf_counter() - t0) / 60, 1)}
     (RESULTS / f"{args.out_name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     (RESULTS / f"{args.out_name}.md").write_text(markdown(doc, folds))
     say(f"wrote {RESULTS / args.out_name}.{{json,md}}")
@@ -160,7 +162,8 @@ def markdown(doc: dict, folds: list[int]) -> str:
              f"Command: `{meta['command']}`  ", f"Date {meta['date']}; {meta['machine']}.  ",
              f"Cohort: {meta['cohort']}; {meta['network']}; organ channels: {meta['source']}; "
              f"{meta['budget']}; "
-             f"total {meta['total_minutes']} min.", "",
+             f"total {meta['total_minutes']} min.",
+             *([meta["note"]] if meta.get("note") else []), "",
              "## Ranking per fold (best first)", "",
              "| rank | " + " | ".join(f"fold {f}" for f in folds) + " |",
              "|---" * (1 + len(folds)) + "|"]

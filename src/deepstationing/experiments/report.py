@@ -192,7 +192,7 @@ def _overlays(ctx, settings: dict, figures: Path) -> list[tuple[str, Path]]:
         render_case(png, ct=read_image(case.ct), stations=read_image(case.stations, label=True),
                     compare=read_image(pred_file, label=True),
                     compare_name=f"prediction ({_title(name)})",
-                    title=f"{case_id}: truth (middle row) and held-out prediction "
+                    title=f"{case_id}: truth (top row) and held-out prediction "
                           f"({_title(name)}, bottom row)")
         out.append((case_id, png))
     return out
@@ -233,13 +233,15 @@ def write_report(ctx, store: JobStore) -> dict[str, Path]:
         per_fold = {n: list(settings[n]["per_fold"].values()) for n in TABLE1 if n in settings}
         lines += ["### The paper's orderings on the phantom (mean DSC per fold)", ""]
         lines += [f"- {s}" for s in paper_orderings(per_fold)] + [""]
-        lines += ["| setting | " + " | ".join(f"fold {f}" for f in exp["folds"]) + " |",
-                  "|---|" + "---|" * len(exp["folds"])]
+        shown = [f for f in exp["folds"]
+                 if any(f in settings[n]["per_fold"] for n in TABLE1 if n in settings)]
+        lines += ["| setting | " + " | ".join(f"fold {f}" for f in shown) + " |",
+                  "|---|" + "---|" * len(shown)]
         for n in TABLE1:
             if n in settings:
                 pf = settings[n]["per_fold"]
                 lines.append(f"| {TABLE1[n]} | " + " | ".join(
-                    f"{100 * pf[f]:.1f}" if f in pf else "" for f in exp["folds"]) + " |")
+                    f"{100 * pf[f]:.1f}" if f in pf else "" for f in shown) + " |")
         lines.append("")
     # ---- ablations
     abl = [n for n in ABLATIONS if n in settings]
