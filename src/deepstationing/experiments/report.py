@@ -27,6 +27,7 @@ import numpy as np
 
 from deepstationing import schema
 from deepstationing.data.atomic import atomic_output, write_text_atomic
+from deepstationing.evaluation.heldout import mean_dsc
 from deepstationing.evaluation.report import MetricRow, read_metrics_csv, summary_markdown
 from deepstationing.experiments.jobs import JobStore
 
@@ -94,9 +95,9 @@ def _per_fold_from_rows(store: JobStore, rows: list[MetricRow]) -> dict[int, flo
     out = {}
     for fold in exp["folds"]:
         ids = set(cohort.test_ids(int(fold)))
-        vals = [r.dsc for r in rows if r.case in ids and not math.isnan(r.dsc)]
-        if vals:
-            out[int(fold)] = float(np.mean(vals))
+        value = mean_dsc(r for r in rows if r.case in ids)
+        if not math.isnan(value):
+            out[int(fold)] = value
     return out
 
 
@@ -252,7 +253,7 @@ def write_report(ctx, store: JobStore) -> dict[str, Path]:
             if n not in settings:
                 continue
             rows = settings[n]["rows"]
-            dsc = np.nanmean([r.dsc for r in rows])
+            dsc = mean_dsc(rows)
             hd = np.nanmean([r.hd95 for r in rows]) if rows else float("nan")
             spec = settings[n]["specs"].get(exp["folds"][0], "")
             lines.append(f"| {_title(n)} | {spec.split(':', 1)[-1].replace(',', ', ')} | "
