@@ -29,16 +29,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepstationing.data.image import Image, read_ct, write_image
+from deepstationing.data.image import IMAGE_SUFFIXES, Image, read_ct, write_image
 from deepstationing.errors import DeepStationingError, InputError
+from deepstationing.evaluation.report import case_id_of
 from deepstationing.timing import Timings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CaseInput", "CaseResult", "find_cases", "predict_cases", "predict_cases_on_ray",
-           "CT_SUFFIXES"]
-
-CT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
+__all__ = ["CaseInput", "CaseResult", "find_cases", "predict_cases", "predict_cases_on_ray"]
 
 
 @dataclass(frozen=True)
@@ -58,14 +56,6 @@ class CaseResult:
     stations_found: int = 0
 
 
-def _case_name(p: Path) -> str:
-    name = p.name
-    for suffix in CT_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def _is_dicom_folder(p: Path) -> bool:
     from deepstationing.data.dicom_checks import looks_like_dicom
 
@@ -82,13 +72,13 @@ def find_cases(inputs: Sequence[str | os.PathLike]) -> list[CaseInput]:
         if not p.exists():
             raise InputError(p, "no such file or folder")
         if p.is_file() or _is_dicom_folder(p):
-            cases.append(CaseInput(_case_name(p), p))
+            cases.append(CaseInput(case_id_of(p), p))
             continue
         found = []
         for entry in sorted(p.iterdir()):
-            if entry.is_file() and entry.name.endswith(CT_SUFFIXES) \
+            if entry.is_file() and entry.name.lower().endswith(IMAGE_SUFFIXES) \
                     and not entry.name.startswith("."):
-                found.append(CaseInput(_case_name(entry), entry))
+                found.append(CaseInput(case_id_of(entry), entry))
             elif entry.is_dir() and (entry / "ct.nii.gz").exists():
                 found.append(CaseInput(entry.name, entry / "ct.nii.gz"))
             elif entry.is_dir() and _is_dicom_folder(entry):
