@@ -92,8 +92,8 @@ def main() -> int:
     from deepstationing.backbone.train import TrainBudget
     from deepstationing.data.cohort import Cohort
     from deepstationing.data.image import read_image
-    from deepstationing.data.phantom import generate_cohort
     from deepstationing.organs.cascade import OrganCascade, TrainOptions, train_organs
+    from deepstationing.phantom import generate_cohort
     from deepstationing.stations.network import StationParser, train_stations
 
     t_start = time.time()

@@ -36,7 +36,7 @@ from deepstationing.data.dicom.series import (  # noqa: E402
     write_ct_series,
 )
 from deepstationing.data.image import read_image  # noqa: E402
-from deepstationing.data.phantom import generate_case  # noqa: E402
+from deepstationing.phantom import generate_case  # noqa: E402
 from deepstationing.schema import ORGANS, STATIONS  # noqa: E402
 from dicom_tools import dciodvfy_report, dice, plastimatch_masks  # noqa: E402
 

@@ -72,8 +72,9 @@ def main(argv=None) -> int:
     from deepstationing import schema
     from deepstationing.backbone.channels import ChannelSpec
     from deepstationing.data.cohort import Cohort
-    from deepstationing.data.phantom import generate_cohort
-    from deepstationing.evaluation.heldout import evaluate_rules, evaluate_station_stage
+    from deepstationing.phantom import generate_cohort
+    from deepstationing.rules.evaluation import evaluate_rules
+    from deepstationing.stations.evaluation import evaluate_station_stage
     from deepstationing.stations.network import train_stations
     from deepstationing.training import ModelFolder, TrainBudget, TrainOptions
 

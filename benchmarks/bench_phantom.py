@@ -24,12 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from deepstationing.data.phantom import PHANTOM_VERSION, generate_case, generate_cohort
+from deepstationing.phantom import PHANTOM_VERSION, generate_case, generate_cohort
 
 ROOT = Path(__file__).resolve().parent
 MEM_SNIPPET = """
 import resource, sys, tempfile, tracemalloc
-from deepstationing.data.phantom import generate_case
+from deepstationing.phantom import generate_case
 tracemalloc.start()
 c = generate_case(0, preset=sys.argv[1])
 with tempfile.TemporaryDirectory() as d:

@@ -46,8 +46,8 @@ def peak_rss_mb() -> float:
 
 def build_model(work: Path, device: str):
     from deepstationing.data.cohort import Cohort
-    from deepstationing.data.phantom import generate_cohort
     from deepstationing.organs.cascade import train_organs
+    from deepstationing.phantom import generate_cohort
     from deepstationing.stations.network import train_stations
     from deepstationing.training import ModelFolder, TrainBudget, TrainOptions
 
@@ -66,7 +66,7 @@ def build_model(work: Path, device: str):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from deepstationing.data.image import Image, read_image, write_image
-    from deepstationing.data.phantom import generate_case
+    from deepstationing.phantom import generate_case
     from deepstationing.stations.network import StationParser
     from deepstationing.timing import Timings
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def ct_512x512x80() -> Image:
-    from deepstationing.data.phantom import generate_case
+    from deepstationing.phantom import generate_case
 
     ct = generate_case(0, seed=0, preset="full").ct
     arr = ct.array[:80]

@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from deepstationing.data.image import Image
-from deepstationing.stations.rules import rule_stations
+from deepstationing.rules.inference import rule_stations
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def full_case() -> tuple[Image, str]:
     try:
-        from deepstationing.data.phantom import generate_case
+        from deepstationing.phantom import generate_case
 
         case = generate_case(0, seed=0, preset="full")
         return case.organs, "phantom case 0, seed 0, preset full"
@@ -98,7 +98,7 @@ def baseline(args: argparse.Namespace) -> None:
     from deepstationing.cli.main import main as cli
     from deepstationing.data.cohort import Cohort
     from deepstationing.data.image import read_image, write_image
-    from deepstationing.data.phantom import generate_cohort
+    from deepstationing.phantom import generate_cohort
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rules-baseline-"))
     cohort_dir, pred_dir = work / "cohort", work / "rules"

@@ -63,8 +63,8 @@ def main(argv=None) -> int:
 
     from deepstationing import schema
     from deepstationing.data.cohort import Cohort
-    from deepstationing.data.phantom import generate_cohort
     from deepstationing.experiments.paper import SCALES
+    from deepstationing.phantom import generate_cohort
     from deepstationing.search.ranking import NON_BOUNDARY_ORGANS
     from deepstationing.search.sweep import parse_sweep, run_search, run_sweep
     from deepstationing.training import TrainBudget, TrainOptions

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     from deepstationing.backbone.checkpoint import load_checkpoint_safely
     from deepstationing.data.cohort import Cohort
-    from deepstationing.data.phantom import generate_cohort
+    from deepstationing.phantom import generate_cohort
     from deepstationing.stations.network import train_stations
     from deepstationing.training import ModelFolder, TrainBudget, TrainOptions
 

@@ -24,7 +24,6 @@ from deepstationing.backbone.trainers.deepstationing_trainers import RUNS_FILE, 
 from deepstationing.cli.main import main
 from deepstationing.data.cohort import Cohort
 from deepstationing.data.image import Image, check_same_geometry, read_image
-from deepstationing.data.phantom import generate_cohort
 from deepstationing.errors import InputError
 from deepstationing.organs.cascade import (
     ANCHOR,
@@ -33,6 +32,7 @@ from deepstationing.organs.cascade import (
     TrainOptions,
     train_organs,
 )
+from deepstationing.phantom import generate_cohort
 from deepstationing.stations.network import StationParser, train_stations
 from deepstationing.training.model import ModelFolder
 from deepstationing.training.stages import ANCHOR_LABELS

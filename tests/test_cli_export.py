@@ -16,7 +16,7 @@ import pytest
 from deepstationing.cli.main import main
 from deepstationing.data.dicom.series import write_ct_series
 from deepstationing.data.image import read_image, write_image
-from deepstationing.data.phantom import generate_case
+from deepstationing.phantom import generate_case
 from deepstationing.schema import STATIONS
 from dicom_tools import dciodvfy_report, dice, plastimatch_masks
 

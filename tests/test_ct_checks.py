@@ -10,7 +10,7 @@ import pytest
 
 from deepstationing.cli.main import main
 from deepstationing.data.image import Image, ct_intensity_problems, read_ct, write_image
-from deepstationing.data.phantom import generate_case
+from deepstationing.phantom import generate_case
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from deepstationing.data.dicom.rtstruct import rasterize_rtstruct, read_rtstruct
 from deepstationing.data.dicom.series import read_series_reference, write_ct_series
 from deepstationing.data.image import Image, read_image, write_image
 from deepstationing.data.importer import REPORT_JSON, REPORT_MD, import_dataset
-from deepstationing.data.phantom import generate_case
 from deepstationing.data.roimap import RoiMapping
 from deepstationing.errors import InputError
+from deepstationing.phantom import generate_case
 from deepstationing.schema import ORGANS, STATIONS
 from dicom_tools import dice, plastimatch_masks
 

@@ -22,8 +22,8 @@ from deepstationing.data.dicom.rtstruct import (
 from deepstationing.data.dicom.seg import read_seg
 from deepstationing.data.dicom.series import read_series_reference, write_ct_series
 from deepstationing.data.image import Image, read_image, write_image
-from deepstationing.data.phantom import generate_case
 from deepstationing.errors import InputError
+from deepstationing.phantom import generate_case
 from deepstationing.schema import ORGANS, STATIONS
 from dicom_tools import dciodvfy_report, dice, plastimatch_masks
 

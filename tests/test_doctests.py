@@ -34,4 +34,4 @@ def test_docstring_examples_run(name):
 
 def test_the_walk_finds_the_modules():
     assert {"deepstationing.data.image", "deepstationing.viz", "deepstationing.cli.main",
-            "deepstationing.data.phantom.cohort", "deepstationing.training.fold"} <= set(MODULES)
+            "deepstationing.phantom.cohort", "deepstationing.training.fold"} <= set(MODULES)

@@ -15,8 +15,8 @@ import pytest
 from deepstationing import schema
 from deepstationing.backbone.plans import CpuConfig
 from deepstationing.data.image import Image, read_image
-from deepstationing.data.phantom import generate_cohort
 from deepstationing.organs.cascade import OrganCascade, train_organs
+from deepstationing.phantom import generate_cohort
 from deepstationing.stations.network import StationParser, train_stations
 from deepstationing.training import TrainBudget, TrainOptions
 

@@ -305,8 +305,8 @@ def test_genuine_nnunet_checkpoint_packages_and_loads(tmp_path):
     """Train one tiny nnU-Net stage (seconds), then package and re-import its model."""
     from deepstationing.backbone.plans import CpuConfig
     from deepstationing.backbone.train import TrainBudget
-    from deepstationing.data.phantom import generate_cohort
     from deepstationing.organs.cascade import SINGLE, TrainOptions, train_organs
+    from deepstationing.phantom import generate_cohort
 
     cohort = generate_cohort(tmp_path / "cohort", 4, preset="small", spacing=(5.6, 5.6, 10.0),
                              progress=False)

@@ -22,8 +22,8 @@ from deepstationing.data.atomic import (
     write_text_atomic,
 )
 from deepstationing.data.image import Image, read_image, write_image
-from deepstationing.data.phantom import generate_case
 from deepstationing.errors import InputError, OutputError
+from deepstationing.phantom import generate_case
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def case_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cohort_dir(tmp_path_factory):
-    from deepstationing.data.phantom import generate_cohort
+    from deepstationing.phantom import generate_cohort
 
     return generate_cohort(tmp_path_factory.mktemp("cohort") / "c", 4, preset="small",
                            spacing=(11.2, 11.2, 10.0)).root

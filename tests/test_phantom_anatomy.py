@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from deepstationing.data.phantom import generate_case
+from deepstationing.phantom import generate_case
 from deepstationing.schema import ORGANS, STATIONS
 
 CASES = (0, 1, 2)
@@ -166,7 +166,7 @@ def test_landmarks_consistent_with_masks(cases):
 
 
 def test_meta_has_all_parameters(cases):
-    from deepstationing.data.phantom.params import CHOICES, DISTRIBUTIONS
+    from deepstationing.phantom.params import CHOICES, DISTRIBUTIONS
 
     for c in cases:
         assert set(DISTRIBUTIONS) | set(CHOICES) <= set(c.meta["params"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from deepstationing.data.phantom import generate_case
+from deepstationing.phantom import generate_case
 from deepstationing.schema import ORGANS
 
 # spec C.3 mean +- 2 SD, widened by the per-case contrast-phase variation drawn by the phantom

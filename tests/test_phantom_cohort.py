@@ -11,8 +11,8 @@ import pytest
 
 from deepstationing.data.cohort import CASE_FILES, Cohort
 from deepstationing.data.image import read_image
-from deepstationing.data.phantom import PRESETS, generate_case, generate_cohort
-from deepstationing.data.phantom.params import grid_for
+from deepstationing.phantom import PRESETS, generate_case, generate_cohort
+from deepstationing.phantom.params import grid_for
 from deepstationing.schema import ORGANS, STATIONS
 
 
@@ -123,8 +123,8 @@ def test_cli_writes_cohort_and_refuses_foreign_folder(tmp_path):
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("name", ["deepstationing.data.phantom.params",
-                                  "deepstationing.data.phantom.shapes"])
+@pytest.mark.parametrize("name", ["deepstationing.phantom.params",
+                                  "deepstationing.phantom.shapes"])
 def test_docstring_examples(name):
     import doctest
     import importlib

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepstationing.data.phantom import generate_case
+from deepstationing.phantom import generate_case
 from deepstationing.schema import ORGANS, STATIONS
 
 

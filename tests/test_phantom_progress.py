@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from deepstationing.cli.main import main
-from deepstationing.data.phantom import generate_cohort
+from deepstationing.phantom import generate_cohort
 
 TINY = (11.2, 11.2, 10.0)
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from deepstationing.data.image import Image
+from deepstationing.rules.landmarks import Frame, compute_landmarks
 from deepstationing.schema import ORGANS
-from deepstationing.stations.landmarks import Frame, compute_landmarks
 
 # Known answers of the toy thorax (world z in mm; carina at z = 0, slices every 5 mm).
 TOY_Z = {
@@ -169,7 +169,7 @@ def test_empty_map_gives_no_landmarks_and_no_crash():
 
 # ------------------------------------------------------------------- phantom cases
 def _phantom():
-    ph = pytest.importorskip("deepstationing.data.phantom")
+    ph = pytest.importorskip("deepstationing.phantom")
     if not hasattr(ph, "generate_case"):
         pytest.skip("phantom generator not available")
     return ph

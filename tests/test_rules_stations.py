@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from deepstationing.rules.inference import TIE_BREAK, Z_LIMITS, rule_stations
+from deepstationing.rules.margins import Margins
 from deepstationing.schema import ORGANS, STATIONS, mirror_lut
-from deepstationing.stations.margins import Margins
-from deepstationing.stations.rules import TIE_BREAK, Z_LIMITS, rule_stations
 from test_rules_landmarks import TOY_Z, flip_x_direction, toy_thorax
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from deepstationing.cli.main import main
 from deepstationing.data.image import read_image, write_image
+from deepstationing.rules.inference import rule_stations
+from deepstationing.rules.totalseg import read_totalsegmentator_folder, split_aorta
 from deepstationing.schema import ORGANS, STATIONS
-from deepstationing.stations.rules import rule_stations
-from deepstationing.stations.totalseg import read_totalsegmentator_folder, split_aorta
 from test_rules_landmarks import TOY_Z, toy_thorax
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / \

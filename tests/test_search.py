@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from deepstationing.backbone.plans import CpuConfig
+from deepstationing.backbone.weighting import ChannelWeighting, freeze_epochs
 from deepstationing.data.image import read_image
-from deepstationing.data.toycohort import write_toy_cohort
-from deepstationing.search.weighting import ChannelWeighting, freeze_epochs
+from deepstationing.phantom.toy import write_toy_cohort
 from deepstationing.stations.network import StationParser, train_stations
 from deepstationing.training import TrainBudget, TrainOptions
 

@@ -1,6 +1,6 @@
 """The station network *learns*: a known-answer cohort, a CPU budget of about a minute.
 
-The target of the toy cohort (:mod:`deepstationing.data.toycohort`, kind ``between``) is,
+The target of the toy cohort (:mod:`deepstationing.phantom.toy`, kind ``between``) is,
 like a station, defined by organs only: the fat between two spheres, and a shell on the far
 side of one of them; the CT is noise. A network that fits it on held-out cases has learned
 from its organ channels. 600 iterations (24 x 25, about 85 s on 2 cores), seeded: with the
@@ -15,7 +15,7 @@ import pytest
 
 from deepstationing.backbone.plans import CpuConfig
 from deepstationing.data.image import read_image
-from deepstationing.data.toycohort import write_toy_cohort
+from deepstationing.phantom.toy import write_toy_cohort
 from deepstationing.stations.network import StationParser, train_stations
 from deepstationing.training import TrainBudget, TrainOptions
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deepstationing.data.image import read_image
-from deepstationing.data.phantom import generate_case
+from deepstationing.phantom import generate_case
 from deepstationing.schema import STATIONS
 from deepstationing.viz import render_case
 

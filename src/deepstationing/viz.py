@@ -13,7 +13,7 @@ stations (7, 8); coronal and sagittal through the carina (lowest trachea slice; 
 organs, the top of station 7).
 
 >>> import tempfile, pathlib
->>> from deepstationing.data.phantom import generate_case
+>>> from deepstationing.phantom import generate_case
 >>> case = generate_case(0, preset="small", spacing=(5.6, 5.6, 10.0))  # a coarse phantom
 >>> png = render_case(pathlib.Path(tempfile.mkdtemp()) / "case.png", ct=case.ct,
 ...                   organs=case.organs, stations=case.stations, title=case.id)

@@ -37,9 +37,9 @@ import json
 import shutil
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from deepstationing.backbone.budget import DEFAULT_BUDGETS, TrainBudget
 from deepstationing.backbone.env import Workspace, nnunet_environment
 from deepstationing.backbone.plans import PlansRef
 from deepstationing.data.atomic import write_json_atomic
@@ -50,38 +50,6 @@ __all__ = ["TrainBudget", "train_fold", "fold_folder", "checkpoint_epoch", "fold
 #: Trainer class names of the toolkit, by configuration (the search trainers are added by
 #: the stage definition, see :mod:`deepstationing.training.stages`).
 TRAINER_CLASSES = {"cpu": "DeepStationingTrainerCPU", "full": "DeepStationingTrainer"}
-
-
-@dataclass(frozen=True)
-class TrainBudget:
-    """Epochs, iterations per epoch and validation iterations (``None``: trainer default)."""
-
-    epochs: int | None = None
-    iterations: int | None = None
-    val_iterations: int | None = None
-
-    def to_json(self) -> dict:
-        return {"epochs": self.epochs, "iterations": self.iterations,
-                "val_iterations": self.val_iterations}
-
-    @classmethod
-    def from_json(cls, obj: dict) -> TrainBudget:
-        return cls(obj.get("epochs"), obj.get("iterations"), obj.get("val_iterations"))
-
-    def resolved(self, config: str) -> TrainBudget:
-        """Every field set: ``None`` fields take the configuration's default.
-
-        >>> TrainBudget(epochs=3).resolved("cpu")
-        TrainBudget(epochs=3, iterations=25, val_iterations=5)
-        """
-        d = DEFAULT_BUDGETS[config]
-        return TrainBudget(*(v if v is not None else dv for v, dv in
-                             zip((self.epochs, self.iterations, self.val_iterations),
-                                 (d.epochs, d.iterations, d.val_iterations))))
-
-
-#: Default budgets: the paper's 1000 x 250 (nnU-Net's) for ``full``; a small one for ``cpu``.
-DEFAULT_BUDGETS = {"full": TrainBudget(1000, 250, 50), "cpu": TrainBudget(50, 25, 5)}
 
 
 def fold_folder(workspace: Workspace, plans: PlansRef, fold: int, trainer: str) -> Path:

@@ -6,8 +6,8 @@ import argparse
 import sys
 import time
 
-from deepstationing.data.phantom import PRESETS, generate_cohort
 from deepstationing.errors import InputError
+from deepstationing.phantom import PRESETS, generate_cohort
 
 DESCRIPTION = """\
 Write a cohort of synthetic venous-phase contrast chest CTs (neck base to below the

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from deepstationing.data.dicom.export import DICOM_FORMATS, export_dicom, parse_formats
     from deepstationing.data.image import read_image, write_image
     from deepstationing.errors import InputError
-    from deepstationing.stations.batch import find_cases, predict_cases
+    from deepstationing.predict.batch import find_cases, predict_cases
     from deepstationing.training.model import HOW_TO_TRAIN, ModelFolder
 
     formats = parse_formats(args.format)
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from deepstationing.timing import Timings
 
     if args.ray:
-        from deepstationing.stations.batch import predict_cases_on_ray
+        from deepstationing.predict.batch import predict_cases_on_ray
 
         results = predict_cases_on_ray(args, cases, out, on_case=on_case)
     else:

@@ -60,7 +60,7 @@ def register(subparsers) -> None:
 
 
 def _read_organs(path: Path, ct: Image | None) -> tuple[Image, np.ndarray | None, list[str]]:
-    from deepstationing.stations.totalseg import (
+    from deepstationing.rules.totalseg import (
         read_totalsegmentator_folder,
         totalsegmentator_exclusion_mask,
     )
@@ -79,7 +79,7 @@ def _read_organs(path: Path, ct: Image | None) -> tuple[Image, np.ndarray | None
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepstationing.stations.rules import rule_stations
+    from deepstationing.rules.inference import rule_stations
 
     t0 = time.perf_counter()
     organs_path = Path(args.organs)

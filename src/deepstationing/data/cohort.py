@@ -36,7 +36,7 @@ True
 >>> sorted(set(cohort.train_ids(0)) | set(cohort.test_ids(0))) == cohort.case_ids
 True
 >>> import tempfile
->>> from deepstationing.data.phantom import generate_cohort
+>>> from deepstationing.phantom import generate_cohort
 >>> folder = tempfile.mkdtemp()
 >>> _ = generate_cohort(folder, 4, preset="small", spacing=(11.2, 11.2, 10.0))  # tiny grid
 >>> cohort = Cohort(folder)

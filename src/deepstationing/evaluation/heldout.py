@@ -1,16 +1,8 @@
-"""Held-out evaluation of a trained station stage on its fold's test cases (known truth).
+"""Scoring of held-out station predictions against known truth: metric rows and their mean.
 
-A cross-validated number must come from models that never saw the case: the fold-``K`` test
-cases are predicted by the fold-``K`` models only (station stage *and* organ cascade), never
-by the ensemble of all folds that ``deepstationing predict`` uses by default.
-
-Organ channels at test time (``organs``):
-
-* ``"model"`` — predicted by the model's own organ stages (fold ``K``), the real condition;
-* ``"gt"`` — the case's ground-truth organs (the "+22 organ GT" setting, and the learning
-  benchmark).
-
-:func:`evaluate_rules` scores the margin rules on the same cases for reference.
+The held-out evaluation of a trained station stage is
+:func:`deepstationing.stations.evaluation.evaluate_station_stage`, the margin rules'
+:func:`deepstationing.rules.evaluation.evaluate_rules`; both score with these helpers.
 
 Examples
 --------
@@ -21,20 +13,16 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
 from deepstationing import schema
-from deepstationing.data.cohort import Case
-from deepstationing.data.image import Image, read_image
+from deepstationing.data.image import Image
 from deepstationing.evaluation.metrics import label_map_metrics
 from deepstationing.evaluation.report import MetricRow, rows_for_case
 
-__all__ = ["evaluate_station_stage", "evaluate_rules", "score_stations", "mean_dsc",
-           "ORGAN_SOURCES"]
-
-ORGAN_SOURCES = ("model", "gt")
+__all__ = ["score_stations", "mean_dsc"]
 
 
 def score_stations(case_id: str, truth: Image, pred: Image) -> list[MetricRow]:
@@ -48,59 +36,3 @@ def mean_dsc(rows: Iterable[MetricRow]) -> float:
     """Mean DSC over rows, NaN (label in neither map) left out."""
     values = [r.dsc for r in rows if not np.isnan(r.dsc)]
     return float(np.mean(values)) if values else float("nan")
-
-
-def evaluate_station_stage(model, cases: Sequence[Case], fold: int, *,
-                           stations: str | None = None, organs: str = "model",
-                           checkpoint: str = "checkpoint_final.pth", device: str = "cpu",
-                           threads: int | None = None,
-                           progress: Callable[[str], None] | None = None,
-                           keep: Callable[[Case, Image | None, Image], None] | None = None
-                           ) -> list[MetricRow]:
-    """Predict and score the held-out ``cases`` of ``fold`` with the fold-``fold`` models.
-
-    Args:
-        model: a :class:`~deepstationing.training.model.ModelFolder` (or its path).
-        cases: the fold's test cases (with ``stations`` truth; ``organs`` when ``organs="gt"``).
-        fold: the held-out fold; only its models are used.
-        stations: which station stage (``None``: the only one).
-        organs: ``"model"`` (the model's own organ stages) or ``"gt"``.
-        checkpoint: the station stage's checkpoint file (snapshots for learning curves).
-        keep: called with ``(case, organs, stations)`` for every prediction (e.g. to save
-            them).
-    """
-    from deepstationing.stations.network import StationParser
-
-    if organs not in ORGAN_SOURCES:
-        raise ValueError(f"organs must be one of {ORGAN_SOURCES}, got {organs!r}")
-    seen = [c.id for c in cases if c.fold is not None and int(c.fold) != int(fold)]
-    if seen:  # the fold-K models trained on these: a score of them would be leaked
-        raise ValueError(f"cases {seen} are not held out by fold {fold}; the fold-{fold} "
-                         "models trained on them")
-    parser = StationParser(model, [fold], stations=stations, checkpoint=checkpoint,
-                           device=device, threads=threads)
-    rows: list[MetricRow] = []
-    for n, case in enumerate(cases, 1):
-        if progress:
-            progress(f"held-out case {n}/{len(cases)} ({case.id})")
-        ct = read_image(case.ct)
-        given = read_image(case.organs, label=True) if organs == "gt" else None
-        organ_map, pred = parser.predict(ct, given)
-        if keep:
-            keep(case, organ_map, pred)
-        rows += score_stations(case.id, read_image(case.stations, label=True), pred)
-    return rows
-
-
-def evaluate_rules(cases: Sequence[Case], organ_maps: dict[str, Image] | None = None
-                   ) -> list[MetricRow]:
-    """The margin rules on ``cases``: from ``organ_maps[case.id]`` (e.g. predicted organs),
-    else from the cases' ground-truth organs."""
-    from deepstationing.stations.rules import rule_stations
-
-    rows: list[MetricRow] = []
-    for case in cases:
-        organs = (organ_maps or {}).get(case.id) or read_image(case.organs, label=True)
-        result = rule_stations(organs)
-        rows += score_stations(case.id, read_image(case.stations, label=True), result.stations)
-    return rows

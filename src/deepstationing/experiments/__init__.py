@@ -23,7 +23,7 @@ __all__ = ["run_paper", "prepare_cohort", "Job", "JobStore", "RunSummary", "run_
 def prepare_cohort(path: str | os.PathLike, scale, progress: Callable[[str], None] | None = None):
     """The cohort at ``path``: opened if it exists, else a phantom cohort of ``scale``'s size."""
     from deepstationing.data.cohort import MANIFEST, Cohort
-    from deepstationing.data.phantom import generate_cohort
+    from deepstationing.phantom import generate_cohort
 
     p = Path(path)
     if (p / MANIFEST).exists():

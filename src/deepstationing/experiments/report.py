@@ -30,6 +30,7 @@ from deepstationing.data.atomic import atomic_output, write_text_atomic
 from deepstationing.evaluation.heldout import mean_dsc
 from deepstationing.evaluation.report import MetricRow, read_metrics_csv, summary_markdown
 from deepstationing.experiments.jobs import JobStore
+from deepstationing.experiments.scales import ABLATIONS, TABLE1
 
 __all__ = ["write_report", "paper_orderings", "collect"]
 
@@ -38,7 +39,6 @@ ORDERINGS = [("ct", "pred22"), ("pred22", "top6"), ("pred22", "gt22"), ("rules",
 
 
 def _title(setting: str) -> str:
-    from deepstationing.experiments.paper import ABLATIONS, TABLE1
 
     if setting in TABLE1:
         return TABLE1[setting]
@@ -201,7 +201,6 @@ def _overlays(ctx, settings: dict, figures: Path) -> list[tuple[str, Path]]:
 
 def write_report(ctx, store: JobStore) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and ``figures/`` into the experiment's folder."""
-    from deepstationing.experiments.paper import ABLATIONS, TABLE1
 
     out = Path(ctx.out)
     figures = out / "figures"

@@ -25,7 +25,7 @@ Train the cascade of a tiny phantom cohort for one epoch of one iteration per st
 predict a case with it (the network is untrained: only the plumbing is shown):
 
 >>> import tempfile
->>> from deepstationing.data.phantom import generate_cohort
+>>> from deepstationing.phantom import generate_cohort
 >>> from deepstationing.backbone.plans import CpuConfig
 >>> tmp = Path(tempfile.mkdtemp())
 >>> cohort = generate_cohort(tmp / "ph", 4, preset="small", spacing=(11.2, 11.2, 20.0),

@@ -1,7 +1,7 @@
 """The ranking of the organs from a key-organ search, its trajectories and top-n channel specs.
 
 A search stage's fold folder holds ``search_weights.json`` (written by the trainer, see
-:mod:`deepstationing.search.weighting`): the organ order, the epochs with frozen weights
+:mod:`deepstationing.backbone.weighting`): the organ order, the epochs with frozen weights
 and the weights after every epoch. From it:
 
 * :func:`ranking` — the organs sorted by their final weight (best first);

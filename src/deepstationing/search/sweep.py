@@ -1,7 +1,7 @@
 """Run the key-organ search and the top-n sweep on a cohort fold (paper Fig. 3b).
 
 :func:`run_search` trains the search stage (CT + all 22 organ channels through the softmax
-weights, :mod:`deepstationing.search.weighting`) and writes the ranking;
+weights, :mod:`deepstationing.backbone.weighting`) and writes the ranking;
 :func:`run_sweep` retrains the station network with CT + the top-n organs for each n and
 scores each on the fold's held-out cases (the fold's models only).
 
@@ -81,7 +81,8 @@ def run_sweep(cohort: Cohort, fold: int, ranked: list[RankedOrgan], ns: list[int
               progress: Callable[[str], None] | None = None) -> dict:
     """Train CT + top-n for each n and score the held-out cases; writes ``sweep.json``,
     ``sweep.md`` and ``sweep.png`` into ``out_dir``."""
-    from deepstationing.evaluation.heldout import evaluate_station_stage, mean_dsc
+    from deepstationing.evaluation.heldout import mean_dsc
+    from deepstationing.stations.evaluation import evaluate_station_stage
     from deepstationing.stations.network import train_stations
 
     say = progress or (lambda m: None)

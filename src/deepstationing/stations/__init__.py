@@ -1,1 +1,1 @@
-"""Station parsing: the margin-based rule baseline and the anatomy-encoded network."""
+"""The anatomy-encoded station network (paper section 2.2) and its held-out evaluation."""

@@ -23,7 +23,7 @@ A station network on CT + two ground-truth organs of a tiny cohort, one iteratio
 network is untrained: only the plumbing is shown):
 
 >>> import tempfile
->>> from deepstationing.data.phantom import generate_cohort
+>>> from deepstationing.phantom import generate_cohort
 >>> from deepstationing.backbone.plans import CpuConfig
 >>> from deepstationing.data.image import read_image
 >>> tmp = Path(tempfile.mkdtemp())

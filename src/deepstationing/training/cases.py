@@ -1,7 +1,7 @@
 """The cases of a cohort a stage trains on: every case with a fold and the needed labels.
 
 >>> import tempfile
->>> from deepstationing.data.phantom import generate_cohort
+>>> from deepstationing.phantom import generate_cohort
 >>> cohort = generate_cohort(tempfile.mkdtemp(), 4, seed=0, preset="small",
 ...                          spacing=(11.2, 11.2, 20.0), progress=None)
 >>> [c.fold for c in cohort_cases(cohort, "stations")]

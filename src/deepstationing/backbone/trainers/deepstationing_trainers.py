@@ -39,7 +39,7 @@ from pathlib import Path
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from deepstationing.backbone.train import DEFAULT_BUDGETS
+from deepstationing.backbone.budget import DEFAULT_BUDGETS
 from deepstationing.data.atomic import write_json_atomic
 
 __all__ = ["DeepStationingTrainer", "DeepStationingTrainerCPU", "DeepStationingSearchTrainer",
@@ -242,7 +242,7 @@ class DeepStationingTrainerCPU(DeepStationingTrainer):
 class KeyOrganSearchMixin:
     """The key-organ search (paper Eq. 4-5): softmax-weighted organ channels, DARTS schedule.
 
-    The network is wrapped in :class:`deepstationing.search.weighting.ChannelWeighting`.
+    The network is wrapped in :class:`deepstationing.backbone.weighting.ChannelWeighting`.
     Exactly how the alternation is done (see that module for the reasons):
 
     * the fold's training cases are split into *W* (weights) and *A* (logits) halves;
@@ -266,7 +266,7 @@ class KeyOrganSearchMixin:
     @staticmethod
     def build_network_architecture(plans_manager, configuration_manager, num_input_channels,
                                    num_output_channels, enable_deep_supervision=True):
-        from deepstationing.search.weighting import ChannelWeighting
+        from deepstationing.backbone.weighting import ChannelWeighting
 
         network = nnUNetTrainer.build_network_architecture(
             plans_manager, configuration_manager, num_input_channels, num_output_channels,
@@ -275,7 +275,7 @@ class KeyOrganSearchMixin:
 
     # ---------------------------------------------------------------- data
     def do_split(self):
-        from deepstationing.search.weighting import search_split
+        from deepstationing.backbone.weighting import search_split
 
         tr_keys, val_keys = super().do_split()
         weights_half, logits_half = search_split(tr_keys)
@@ -285,7 +285,7 @@ class KeyOrganSearchMixin:
     def on_train_start(self):
         import numpy as np
 
-        from deepstationing.search.weighting import freeze_epochs
+        from deepstationing.backbone.weighting import freeze_epochs
 
         self.freeze_epochs = freeze_epochs(self.num_epochs, self.freeze_fraction)
         self._split_role = "weights"

@@ -1,6 +1,6 @@
 """Every margin and threshold of the rule-based station baseline, in one place.
 
-The rule baseline (:mod:`deepstationing.stations.rules`) never writes a number into its
+The rule baseline (:mod:`deepstationing.rules.inference`) never writes a number into its
 geometry; it reads it from a :class:`Margins` instance. The defaults are the textbook values
 of ``stations-spec.md`` (part A per-station rules, part B numbers confirmed in Sarrut's clitk,
 part C adult geometry). Values the spec marks **[EST]** are tunable estimates, not literature.
@@ -9,7 +9,7 @@ All lengths are in millimetres in the patient (LPS) frame; HU thresholds in Houn
 
 Examples
 --------
->>> from deepstationing.stations.margins import Margins
+>>> from deepstationing.rules.margins import Margins
 >>> m = Margins()
 >>> m.aorta_shell_mm, m.posterior_to_vertebra_mm
 (10.0, 10.0)

@@ -11,7 +11,7 @@ Modules: :mod:`.params` (random parameters, grid presets), :mod:`.shapes` (primi
 built), :mod:`.stations` (station truth), :mod:`.nodes` (lymph nodes), :mod:`.appearance`
 (HU, noise), :mod:`.cohort` (cases, cohorts, folds).
 
->>> from deepstationing.data.phantom import generate_case, PRESETS
+>>> from deepstationing.phantom import generate_case, PRESETS
 >>> case = generate_case(0, seed=0, preset="small")
 >>> case.ct.array.dtype, case.stations.shape == case.ct.shape, case.ct.spacing
 (dtype('int16'), True, (2.8, 2.8, 5.0))
@@ -19,7 +19,7 @@ built), :mod:`.stations` (station truth), :mod:`.nodes` (lymph nodes), :mod:`.ap
 (128, 128)
 """
 
-from deepstationing.data.phantom.cohort import (
+from deepstationing.phantom.cohort import (
     GENERATOR,
     PHANTOM_VERSION,
     PhantomCase,
@@ -28,7 +28,7 @@ from deepstationing.data.phantom.cohort import (
     generate_cohort,
     write_case,
 )
-from deepstationing.data.phantom.params import DISTRIBUTIONS, PRESETS, Preset
+from deepstationing.phantom.params import DISTRIBUTIONS, PRESETS, Preset
 
 __all__ = [
     "generate_case",

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deepstationing.data.phantom.shapes import Column, Ellipsoid, Tube, smooth_curve
+from deepstationing.phantom.shapes import Column, Ellipsoid, Tube, smooth_curve
 from deepstationing.schema import ORGANS
 
 __all__ = ["Part", "Anatomy", "Grid", "RasterResult", "rasterize"]

@@ -51,8 +51,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepstationing.data.phantom.anatomy import Anatomy, Grid
-from deepstationing.data.phantom.landmarks import presence
+from deepstationing.phantom.anatomy import Anatomy, Grid
+from deepstationing.phantom.landmarks import presence
 from deepstationing.schema import ORGANS, STATIONS
 
 __all__ = ["build_stations", "draw_annotator", "PRIORITY"]

@@ -4,12 +4,12 @@ This is the paper's heuristic baseline (its ref. [11]: stations inferred from or
 with predefined margins) and a zero-training tool for organ masks a clinic already has.
 It follows ``stations-spec.md`` part A:
 
-1. landmarks from organs (:mod:`~deepstationing.stations.landmarks`, spec 0.1);
+1. landmarks from organs (:mod:`~deepstationing.rules.landmarks`, spec 0.1);
 2. a mediastinal support per slice (L19): between the medial lung edges, behind the
    sternum, at most 10 mm behind the anterior vertebral border, minus lungs, airway and
    bone (and, with a CT, minus air and cortical bone);
 3. per-station limits (part A tables) on each axial slice, with the textbook margins of
-   :class:`~deepstationing.stations.margins.Margins`;
+   :class:`~deepstationing.rules.margins.Margins`;
 4. removal of every organ voxel, one connected component per slice for 4L, 5, 7 and 8, and
    a fixed tie-break order ``7 > 8 > 4R/4L > 5 > 6 > 3P > 3A > 2R/2L > 1R/1L`` (A.1).
 
@@ -28,7 +28,7 @@ Hand-written (numpy/scipy) because no maintained library implements IASLC statio
 
 Examples
 --------
->>> from deepstationing.data.phantom import generate_case
+>>> from deepstationing.phantom import generate_case
 >>> organs = generate_case(0, preset="small").organs  # a phantom's 22-organ map
 >>> result = rule_stations(organs)
 >>> [key for key, ml in result.volumes_ml().items() if ml > 0]
@@ -45,9 +45,9 @@ import numpy as np
 from scipy import ndimage
 
 from deepstationing.data.image import Image, check_same_geometry
+from deepstationing.rules.landmarks import Frame, Landmarks, OrganSlices, _fill, _landmarks
+from deepstationing.rules.margins import DEFAULT_MARGINS, Margins
 from deepstationing.schema import ORGANS, STATIONS
-from deepstationing.stations.landmarks import Frame, Landmarks, OrganSlices, _fill, _landmarks
-from deepstationing.stations.margins import DEFAULT_MARGINS, Margins
 
 __all__ = ["RuleResult", "rule_stations", "TIE_BREAK", "STATION_REQUIREMENTS"]
 
@@ -88,7 +88,7 @@ class RuleResult:
             the organ map's grid.
         warnings: human-readable notes on missing organs, estimated landmarks and stations
             left empty (each names the organ or landmark).
-        landmarks: the :class:`~deepstationing.stations.landmarks.Landmarks` used.
+        landmarks: the :class:`~deepstationing.rules.landmarks.Landmarks` used.
     """
 
     stations: Image
@@ -110,7 +110,7 @@ def rule_stations(organs: Image, ct: Image | None = None, margins: Margins = DEF
         organs: organ label map (ids of :data:`~deepstationing.schema.ORGANS`; 0 = none).
         ct: optional CT in HU on the same grid; refines the mediastinal support (removes air
             and cortical bone that the organ map does not label).
-        margins: the named margins (:class:`~deepstationing.stations.margins.Margins`).
+        margins: the named margins (:class:`~deepstationing.rules.margins.Margins`).
         exclude: optional boolean array (organ-map layout) of further structures no
             station may cover (e.g. TotalSegmentator's brachiocephalic trunk).
 

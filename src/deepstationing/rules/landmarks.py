@@ -40,8 +40,8 @@ from scipy import ndimage
 
 from deepstationing.data.image import Image
 from deepstationing.errors import InputError
+from deepstationing.rules.margins import DEFAULT_MARGINS, Margins
 from deepstationing.schema import ORGANS
-from deepstationing.stations.margins import DEFAULT_MARGINS, Margins
 
 __all__ = ["Frame", "Landmarks", "OrganSlices", "compute_landmarks", "Z_LANDMARKS"]
 

@@ -34,12 +34,12 @@ from deepstationing import __version__
 from deepstationing.data.atomic import ensure_folder
 from deepstationing.data.cohort import CASE_FILES, Cohort, CohortWriter, write_json_atomic
 from deepstationing.data.image import Image, write_image
-from deepstationing.data.phantom.anatomy import Anatomy, Grid, rasterize
-from deepstationing.data.phantom.appearance import add_noise_to_int16, hu_table
-from deepstationing.data.phantom.landmarks import measure_landmarks
-from deepstationing.data.phantom.nodes import place_nodes
-from deepstationing.data.phantom.params import PRESETS, draw_parameters, grid_for
-from deepstationing.data.phantom.stations import build_stations, draw_annotator
+from deepstationing.phantom.anatomy import Anatomy, Grid, rasterize
+from deepstationing.phantom.appearance import add_noise_to_int16, hu_table
+from deepstationing.phantom.landmarks import measure_landmarks
+from deepstationing.phantom.nodes import place_nodes
+from deepstationing.phantom.params import PRESETS, draw_parameters, grid_for
+from deepstationing.phantom.stations import build_stations, draw_annotator
 
 __all__ = ["PhantomCase", "generate_case", "generate_cohort", "write_case", "case_id",
            "PHANTOM_VERSION", "GENERATOR"]
@@ -91,7 +91,7 @@ def generate_case(index: int, *, seed: int = 0, preset: str = "small",
         index: case number (>= 0); the case id is ``case_{index:03d}``.
         seed: cohort seed; the case depends on ``(seed, index)`` only.
         preset: ``"full"`` (512 x 512, 0.7 x 0.7 x 5 mm) or ``"small"`` (128 x 128,
-            2.8 x 2.8 x 5 mm); see :data:`~deepstationing.data.phantom.params.PRESETS`.
+            2.8 x 2.8 x 5 mm); see :data:`~deepstationing.phantom.params.PRESETS`.
         spacing: optional ``(x, y, z)`` spacing in mm replacing the preset's (same field of
             view).
         timings: optional dict that receives the seconds spent per stage.

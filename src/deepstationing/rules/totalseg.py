@@ -40,9 +40,9 @@ from scipy import ndimage
 
 from deepstationing.data.image import Image, read_image
 from deepstationing.errors import InputError
+from deepstationing.rules.landmarks import Frame
+from deepstationing.rules.margins import DEFAULT_MARGINS, Margins
 from deepstationing.schema import ORGANS, totalsegmentator_to_organ
-from deepstationing.stations.landmarks import Frame
-from deepstationing.stations.margins import DEFAULT_MARGINS, Margins
 
 __all__ = ["read_totalsegmentator_folder", "split_aorta", "totalsegmentator_exclusion_mask"]
 
