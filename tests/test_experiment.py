@@ -117,14 +117,30 @@ def test_report_numbers_are_the_jobs_numbers(experiment):
 
 
 def test_held_out_cases_only(experiment):
+    """The scored cases are the ones each fold's models held out when they were trained, as
+    the model folder recorded it (not as the manifest says now), none they trained on; and a
+    case they trained on is refused even when it is called held out."""
+    from deepstationing.data.cohort import Case, Cohort
+    from deepstationing.errors import InputError
+    from deepstationing.stations.evaluation import evaluate_station_stage
+    from deepstationing.training import ModelFolder
+
     tmp, _, _ = experiment
     store = JobStore(tmp / "out")
-    manifest = json.loads((tmp / "cohort" / "manifest.json").read_text())
-    fold_of = {c["id"]: c["fold"] for c in manifest["cases"]}
+    model = ModelFolder.open(tmp / "out" / "models" / "paper")
     for fold in (0, 1):
         res = store.result(f"stations/pred22/fold{fold}")
         rows = read_metrics_csv(store.folder(f"stations/pred22/fold{fold}") / res["metrics"])
-        assert {fold_of[r.case] for r in rows} == {fold}
+        scored = {r.case for r in rows}
+        for stage in (res["stage"], "anchor", "nonanchor"):
+            data = model.fold_record(stage, fold)["data"]
+            assert scored == set(data["held_out"]), (stage, fold)
+            assert not scored & set(data["train"]), (stage, fold)
+    cohort = Cohort(tmp / "cohort")
+    trained_on = cohort.case(cohort.train_ids(0)[0])
+    with pytest.raises(InputError, match="is one of its training cases"):
+        evaluate_station_stage(model, [Case(trained_on.id, trained_on.folder, 0)], 0,
+                               stations=store.result("stations/pred22/fold0")["stage"])
 
 
 def test_rerun_redoes_nothing(experiment):

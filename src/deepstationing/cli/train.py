@@ -16,13 +16,18 @@ Train the organ cascade or the station network on a cohort (nnU-Net v2 backbone)
   stations  CT + organ channels -> 12 stations (--channels)
 
 Folds come from the cohort's manifest (patient level): fold K trains on all other folds and
-validates on fold K. Everything (nnU-Net's raw/preprocessed/results folders, the trained
-model) goes under --workdir; nnU-Net environment variables are set for you.
+never sees fold K (nnU-Net's fingerprint, normalisation and grid come from the training cases
+only). Each fold records what it trained on and held out (hashes of the files), so a model
+folder is never reused for other data by mistake. Everything (nnU-Net's raw/preprocessed/
+results folders, the trained model) goes under --workdir; nnU-Net environment variables are
+set for you.
 
 Training on *predicted* organ channels (--anchor-channels pred, --channels pred:...) uses
 out-of-fold predictions: each case's channels come from the earlier stage's model of the
 fold that held that case out. The earlier stage is therefore needed on every fold; missing
-folds are trained first, automatically, with the same settings.
+folds are trained first, automatically, with the same settings. --nested-organs goes one
+step further: the organ models behind fold K's training channels never saw fold K either
+(a cascade trained on fold K's training cases alone, in MODEL/nested/foldK).
 
 Re-running a command is safe and cheap: a fold already trained with at least the requested
 --epochs is kept; one trained with fewer epochs is extended from its checkpoint; an
@@ -49,6 +54,7 @@ examples:
 channel specs (--channels):
   none                 CT only
   gt:all | pred:all    CT + 22 organs (ground truth / out-of-fold cascade predictions)
+  nested:all           pred:all with nested out-of-fold channels (= --nested-organs)
   pred:top6            CT + the paper's auto-searched 6 organs
   pred:esophagus,heart CT + a list of organ keys (see 'deepstationing rules --help')
   gt:all+sdm           any spec + '+sdm': organs as signed distance maps instead of binary
@@ -82,6 +88,14 @@ def register(subparsers) -> None:
     parser.add_argument("--stages", default="cascade", metavar="LIST",
                         help="organs only: 'cascade' (anchor,nonanchor; default), 'single', "
                              "'all', or a comma list of anchor,nonanchor,single")
+    parser.add_argument("--nested-organs", action="store_true",
+                        help="stations only: predicted organ channels made by organ models "
+                             "that never saw the held-out fold (nested cross-validation; "
+                             "trains a cascade per fold)")
+    parser.add_argument("--spacing", nargs=3, type=float, default=None,
+                        metavar=("SX", "SY", "SZ"),
+                        help="voxel spacing (mm) the networks trained by this command run at "
+                             "(default: nnU-Net's rule on each fold's training cases)")
     parser.add_argument("--anchor-channels", choices=("pred", "gt"), default="pred",
                         help="organs only: anchor channels of the non-anchor stage "
                              "(default: out-of-fold predictions)")
@@ -149,6 +163,13 @@ def run(args: argparse.Namespace) -> int:
         spec = ChannelSpec.parse(args.channels)
     except ValueError as exc:
         raise InputError(None, f"--channels: {exc}") from None
+    if args.nested_organs:
+        if spec.source not in ("pred", "nested") or not spec.organs:
+            raise InputError(None, f"--nested-organs goes with predicted organ channels "
+                                   f"(pred:...), not {spec}")
+        spec = ChannelSpec("nested", spec.organs, spec.encoding)
+    if args.spacing is not None and min(args.spacing) <= 0:
+        raise InputError(None, f"--spacing {args.spacing}: three positive values in mm")
     for name in ("epochs", "iterations", "workers"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "workers" else 1):
@@ -158,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
                         budget=TrainBudget(args.epochs, args.iterations), device=args.device,
                         threads=args.threads, workers=args.workers, retrain=args.retrain,
                         seed=None if args.seed < 0 else args.seed,
+                        spacing=tuple(args.spacing[::-1]) if args.spacing else None,
                         verbose=args.verbose, progress=_progress)
     model_dir = Path(args.model or default_model_dir(opts.workspace, cohort, args.config))
     # an unwritable model folder fails now, not after hours of training
