@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from deepstationing.backbone.env import DEFAULT_WORKDIR
 
@@ -123,75 +122,18 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _stages(text: str) -> tuple[str, ...]:
-    t = text.strip().lower()
-    if t == "cascade":
-        return ("anchor", "nonanchor")
-    if t == "all":
-        return ("anchor", "nonanchor", "single")
-    parts = tuple(s.strip() for s in t.split(",") if s.strip())
-    bad = [s for s in parts if s not in ("anchor", "nonanchor", "single")]
-    if bad or not parts:
-        raise SystemExit(f"deepstationing train: error: unknown stage(s) {bad or [text]}; "
-                         "use cascade, single, all or anchor,nonanchor,single")
-    return parts
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
-    from deepstationing.backbone.channels import ChannelSpec
-    from deepstationing.data.atomic import ensure_folder
-    from deepstationing.data.cohort import Cohort
-    from deepstationing.errors import InputError
-    from deepstationing.organs.cascade import default_model_dir, train_organs
-    from deepstationing.training import TrainBudget, TrainOptions
+    from deepstationing.api import train
 
-    cohort = Cohort(args.cohort)
-    if args.fold == "all":
-        folds = sorted({c.fold for c in cohort if c.fold is not None})
-    else:
-        try:
-            folds = [int(args.fold)]
-        except ValueError:
-            raise InputError(cohort.root, f"--fold {args.fold!r}: expected an integer or "
-                                          "'all'") from None
-        cohort.test_ids(folds[0])
-    try:
-        spec = ChannelSpec.parse(args.channels)
-    except ValueError as exc:
-        raise InputError(None, f"--channels: {exc}") from None
-    if args.nested_organs:
-        if spec.source not in ("pred", "nested") or not spec.organs:
-            raise InputError(None, f"--nested-organs goes with predicted organ channels "
-                                   f"(pred:...), not {spec}")
-        spec = ChannelSpec("nested", spec.organs, spec.encoding)
-    if args.spacing is not None and min(args.spacing) <= 0:
-        raise InputError(None, f"--spacing {args.spacing}: three positive values in mm")
-    for name in ("epochs", "iterations", "workers"):
-        value = getattr(args, name)
-        if value is not None and value < (0 if name == "workers" else 1):
-            raise InputError(None, f"--{name} {value}: must be at least "
-                                   f"{0 if name == 'workers' else 1}")
-    opts = TrainOptions(workdir=args.workdir, config=args.config,
-                        budget=TrainBudget(args.epochs, args.iterations), device=args.device,
-                        threads=args.threads, workers=args.workers, retrain=args.retrain,
-                        seed=None if args.seed < 0 else args.seed,
-                        spacing=tuple(args.spacing[::-1]) if args.spacing else None,
-                        verbose=args.verbose, progress=_progress)
-    model_dir = Path(args.model or default_model_dir(opts.workspace, cohort, args.config))
-    # an unwritable model folder fails now, not after hours of training
-    ensure_folder(model_dir)
-    for fold in folds:
-        if args.what == "organs":
-            train_organs(cohort, fold, options=opts, model_dir=model_dir,
-                         stages=_stages(args.stages), anchor_source=args.anchor_channels)
-        else:
-            from deepstationing.stations.network import train_stations
-
-            train_stations(cohort, fold, channels=spec, options=opts, model_dir=model_dir)
+    model_dir = train(args.what, args.cohort, args.fold, config=args.config,
+                      channels=args.channels, stages=args.stages,
+                      anchor_channels=args.anchor_channels, nested_organs=args.nested_organs,
+                      spacing=args.spacing, epochs=args.epochs, iterations=args.iterations,
+                      workdir=args.workdir, model=args.model, device=args.device,
+                      threads=args.threads, workers=args.workers,
+                      seed=None if args.seed < 0 else args.seed, retrain=args.retrain,
+                      verbose=args.verbose,
+                      progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"model: {model_dir}", file=sys.stderr)
     print(f"predict with: deepstationing predict CT -o OUT --model {model_dir}", file=sys.stderr)
     return 0
