@@ -22,6 +22,7 @@ from deepstationing.data.dicom.rtstruct import (
 from deepstationing.data.dicom.seg import read_seg
 from deepstationing.data.dicom.series import read_series_reference, write_ct_series
 from deepstationing.data.image import Image, read_image, write_image
+from deepstationing.data.regrid import on_grid
 from deepstationing.errors import InputError
 from deepstationing.phantom import generate_case
 from deepstationing.schema import ORGANS, STATIONS
@@ -165,7 +166,20 @@ def test_ct_with_flipped_x_axis_keeps_left_and_right(tmp_path):
     x = {r.name: np.mean(np.concatenate(r.contours)[:, 0]) for r in ss.rois}
     assert x["LNS_4R"] < x["LNS_4L"] and x["LNS_1R"] < x["LNS_1L"]
     back = rasterize_rtstruct(ss, ref)
-    assert np.array_equal(back["LNS_4R"], st_f.array == STATIONS.by_key("4R").id)
+    # the slice normal (row x column) points to the feet here, so the series reads back
+    # with its slices in the other order: the contours must be where the labels are in the
+    # world, each naming the CT slice at its z (traced from the label map's own geometry)
+    assert np.allclose(ref.image.direction_matrix[:, 2], (0, 0, -1))
+    on_ct = on_grid(st_f, ref.image).array
+    assert not np.array_equal(on_ct, st_f.array)
+    for lab in STATIONS:
+        assert np.array_equal(back[lab.roi_name], on_ct == lab.id), lab.key
+    z_of_uid = {h.SOPInstanceUID: float(h.ImagePositionPatient[2]) for h in ref.headers}
+    raw = pydicom.dcmread(tmp_path / "rs.dcm")
+    for rc in raw.ROIContourSequence:
+        for c in rc.ContourSequence:
+            uid = c.ContourImageSequence[0].ReferencedSOPInstanceUID
+            assert np.isclose(float(c.ContourData[2]), z_of_uid[uid])
 
 
 def test_frame_of_reference_mismatch_is_a_one_line_error(phantom, tmp_path):

@@ -47,12 +47,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage
 
 from deepstationing.data.atomic import atomic_file
-from deepstationing.data.dicom.contours import contours_to_mask, mask_to_contours
+from deepstationing.data.dicom.contours import (
+    contours_to_mask,
+    label_map_contours,
+    mask_to_contours,
+)
 from deepstationing.data.dicom.series import SeriesReference
 from deepstationing.data.dicom.values import (
     MANUFACTURER,
@@ -60,8 +65,9 @@ from deepstationing.data.dicom.values import (
     PATIENT_STUDY_KEYWORDS,
     SOFTWARE_VERSION,
     STUDY_COMPONENT_SOP_CLASS,
+    carry_deidentification,
     copy_attributes,
-    ds_list,
+    ds_strings,
     make_uid,
     now_date_time,
 )
@@ -69,10 +75,12 @@ from deepstationing.data.image import Image
 from deepstationing.errors import InputError
 from deepstationing.schema import ORGANS, LabelSet
 
-__all__ = ["RoiMask", "Roi", "StructureSet", "rois_from_label_map", "write_rtstruct",
+__all__ = ["RoiMask", "RoiContours", "Roi", "StructureSet", "rois_from_label_map", "write_rtstruct",
            "read_rtstruct", "rasterize_rtstruct", "check_frame_of_reference"]
 
 log = logging.getLogger(__name__)
+
+CONTOUR_DATA = 0x30060050  # (3006,0050) Contour Data, DS
 
 
 @dataclass
@@ -86,22 +94,59 @@ class RoiMask:
     description: str = ""
 
 
-def rois_from_label_map(label_map: Image, labels: LabelSet) -> list[RoiMask]:
-    """One :class:`RoiMask` per label present in ``label_map``, in schema order.
+@dataclass
+class RoiContours:
+    """One ROI to write as contours already traced on the reference CT's grid:
+    ``[(slice k, (n, 3) LPS points in mm)]`` (what :func:`rois_from_label_map` makes)."""
 
-    Organs are ``ORGAN`` ROIs; stations have no RT ROI Interpreted Type (DICOM has no term
-    for an anatomical region that is neither an organ nor a target; empty means "not
-    designated").
+    name: str
+    contours: list[tuple[int, np.ndarray]] = field(repr=False)
+    color: tuple[int, int, int] = (255, 0, 0)
+    interpreted_type: str = ""
+    description: str = ""
+
+
+def rois_from_label_map(label_map: Image, labels: LabelSet) -> list[RoiContours]:
+    """One ROI per label present in ``label_map``, in schema order, with its contours.
+
+    All labels are traced together (:func:`~.contours.label_map_contours`). Organs are
+    ``ORGAN`` ROIs; stations have no RT ROI Interpreted Type (DICOM has no term for an
+    anatomical region that is neither an organ nor a target; empty means "not designated").
     """
     arr = np.asarray(label_map.array)
-    present = set(np.unique(arr).tolist()) - {0}
-    unknown = sorted(v for v in present if not 1 <= v <= len(labels))
-    if unknown:
-        raise InputError(label_map.path, f"label values {unknown[:5]} are not {labels.kind} "
+    if arr.size == 0:
+        return []
+    whole = arr.dtype.kind in "iub" or bool(np.all(arr == np.round(arr)))
+    if not whole or arr.min() < 0 or arr.max() > len(labels):
+        foreign = (arr < 0) | (arr > len(labels)) | (arr != np.round(arr))
+        unknown = np.unique(arr[foreign])[:5].tolist()
+        raise InputError(label_map.path, f"label values {unknown} are not {labels.kind} "
                                          f"ids (1-{len(labels)})")
+    traced = label_map_contours(arr, label_map, len(labels))
     kind = "ORGAN" if labels is ORGANS else ""
-    return [RoiMask(lab.roi_name, arr == lab.id, lab.color, kind, lab.name)
-            for lab in labels if lab.id in present]
+    return [RoiContours(lab.roi_name, traced[lab.id], lab.color, kind, lab.name)
+            for lab in labels if lab.id in traced]
+
+
+def _on_slices(roi: RoiContours, image: Image) -> list[tuple[int, np.ndarray]]:
+    """``roi``'s contours with the index of the CT slice each lies on (from its world z, so
+    a label map traced on the same slices in another order still names the right slice).
+
+    Raises:
+        InputError: a contour is not on a slice of the CT.
+    """
+    if not roi.contours:
+        return []
+    axes = image.direction_matrix * np.asarray(image.spacing)
+    first = np.array([pts[0] for _, pts in roi.contours], dtype=float)
+    k = np.linalg.solve(axes, (first - np.asarray(image.origin)).T)[2]
+    ki = np.round(k).astype(int)
+    bad = (np.abs(k - ki) > 0.01) | (ki < 0) | (ki >= image.shape[0])
+    if bad.any():
+        z = first[int(np.argmax(bad))]
+        raise InputError(None, f"ROI {roi.name}: a contour at {np.round(z, 2).tolist()} mm "
+                               f"lies on no slice of the CT")
+    return [(int(kk), pts) for kk, (_, pts) in zip(ki, roi.contours, strict=True)]
 
 
 def _referenced_frame(reference: SeriesReference) -> Dataset:
@@ -124,15 +169,15 @@ def _referenced_frame(reference: SeriesReference) -> Dataset:
     return frame
 
 
-def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
+def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesReference,
                    path: str | os.PathLike, *, label: str = "DEEPSTATIONING",
                    series_description: str = "deepstationing lymph node stations",
                    series_number: int = 901, uid_seed: str | None = None) -> Path:
     """Write ``rois`` as an RT Structure Set referencing the CT series ``reference``.
 
     Args:
-        rois: masks on the reference image's grid (empty masks are skipped with a log
-            message); at least one must be non-empty.
+        rois: masks on the reference image's grid, or contours traced on it (empty ones are
+            skipped with a log message); at least one must be non-empty.
         reference: the CT series (:func:`~deepstationing.data.dicom.series.read_series_reference`).
         path: output file, written atomically.
         label: Structure Set Label (16 characters at most).
@@ -141,15 +186,20 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
     image = reference.image
     if not reference.frame_of_reference_uid:
         raise InputError(reference.folder, "CT series has no Frame of Reference UID")
+    traced: list[tuple[RoiMask | RoiContours, list[tuple[int, np.ndarray]]]] = []
     for roi in rois:
-        if roi.mask.shape != image.shape:
-            raise InputError(None, f"ROI {roi.name}: mask shape {roi.mask.shape} differs from "
-                                   f"the CT {image.shape}")
-    kept = [r for r in rois if np.any(r.mask)]
-    for r in rois:
-        if not np.any(r.mask):
-            log.info("ROI %s is empty; not written", r.name)
-    if not kept:
+        if isinstance(roi, RoiMask):
+            if roi.mask.shape != image.shape:
+                raise InputError(None, f"ROI {roi.name}: mask shape {roi.mask.shape} differs "
+                                       f"from the CT {image.shape}")
+            contours = mask_to_contours(roi.mask, image) if np.any(roi.mask) else []
+        else:
+            contours = _on_slices(roi, image)
+        if contours:
+            traced.append((roi, contours))
+        else:
+            log.info("ROI %s is empty; not written", roi.name)
+    if not traced:
         raise InputError(None, "nothing to write: every ROI is empty")
 
     def uid(*parts):
@@ -162,6 +212,7 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
     ds.SOPInstanceUID = uid("rtstruct")
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
     copy_attributes(reference.first, ds, PATIENT_STUDY_KEYWORDS)
+    carry_deidentification(reference.first, ds)
     for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
                "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
         if kw not in ds:
@@ -185,8 +236,12 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
 
     sop_uids = reference.sop_instance_uids
     sop_class = reference.sop_class_uid
+    # every coordinate as a decimal string, each distinct value formatted once
+    values = ds_strings(np.concatenate([pts.ravel() for _, planes in traced
+                                        for _, pts in planes]))
+    at = 0
     roi_items, contour_items, observation_items = [], [], []
-    for number, roi in enumerate(kept, start=1):
+    for number, (roi, roi_planes) in enumerate(traced, start=1):
         item = Dataset()
         item.ROINumber = number
         item.ReferencedFrameOfReferenceUID = reference.frame_of_reference_uid
@@ -197,7 +252,7 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
         roi_items.append(item)
 
         contours = DicomSequence()
-        for k, points in mask_to_contours(roi.mask, image):
+        for k, points in roi_planes:
             ref = Dataset()
             ref.ReferencedSOPClassUID = sop_class
             ref.ReferencedSOPInstanceUID = sop_uids[k]
@@ -206,7 +261,11 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
             c.ContourGeometricType = "CLOSED_PLANAR"
             c.NumberOfContourPoints = len(points)
             c.ContourNumber = len(contours) + 1
-            c.ContourData = ds_list(points.ravel())
+            # strings made by format_ds (<= 16 characters), stored as they are: pydicom's
+            # per-value DS objects and checks took most of the writing time
+            c.add(DataElement(CONTOUR_DATA, "DS", values[at:at + points.size],
+                              already_converted=True))
+            at += points.size
             contours.append(c)
         rc = Dataset()
         rc.ReferencedROINumber = number

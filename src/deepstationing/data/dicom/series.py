@@ -51,7 +51,7 @@ from deepstationing.data.dicom.values import (
     make_uid,
     now_date_time,
 )
-from deepstationing.data.image import Image, read_dicom_series
+from deepstationing.data.image import Image, read_dicom_series_files
 from deepstationing.errors import InputError
 
 __all__ = ["SeriesReference", "read_series_reference", "write_ct_series", "slice_normal"]
@@ -111,22 +111,16 @@ def read_series_reference(folder: str | os.PathLike) -> SeriesReference:
         InputError: not exactly one readable CT series, or slices whose positions do not
             fall on the volume's slices.
     """
-    import pydicom
-    import SimpleITK as sitk
-
     d = Path(folder)
     if not d.is_dir():
         raise InputError(d, "not a folder; expected the folder of a DICOM CT series"
                          if d.exists() else "no such folder")
-    image = read_dicom_series(d)
-    reader = sitk.ImageSeriesReader()
-    files = [f for uid in reader.GetGDCMSeriesIDs(str(d))
-             for f in reader.GetGDCMSeriesFileNames(str(d), uid)]
+    # the headers the series reader read already (no second pass over the files)
+    image, files, read = read_dicom_series_files(d)
     row_col = image.direction_matrix[:, :2].T.ravel()
     headers: list[Dataset | None] = [None] * image.shape[0]
-    for f in files:
+    for f, h in zip(files, read, strict=True):
         try:
-            h = pydicom.dcmread(f, stop_before_pixels=True)
             orientation = np.asarray(h.ImageOrientationPatient, dtype=float)
             if "LOCALIZER" in [str(v).upper() for v in h.get("ImageType", [])] or \
                     not np.allclose(orientation, row_col, atol=1e-3):
