@@ -10,6 +10,7 @@ from deepstationing.data.dicom.contours import (
     contours_to_mask,
     fill_polygons,
     join_holes,
+    label_map_contours,
     mask_to_contours,
     mask_to_polygons,
     signed_area,
@@ -141,3 +142,122 @@ def test_oblique_contour_is_refused():
     tilted = np.array([[1.0, 1.0, 0.0], [5.0, 1.0, 2.0], [5.0, 5.0, 4.0]])
     with pytest.raises(InputError, match="not parallel to the CT slices"):
         contours_to_mask([tilted], img, name="GTV", source="rs.dcm")
+
+
+# ----------------------------------------------------------- label maps traced in bulk
+def _canonical(contours) -> list:
+    """Contours as comparable values: each a cyclic sequence from its least vertex."""
+    out = []
+    for k, pts in contours:
+        p = [tuple(np.round(v, 6)) for v in pts]
+        i = min(range(len(p)), key=p.__getitem__)
+        out.append((k, tuple(p[i:] + p[:i])))
+    return sorted(out)
+
+
+def _scattered_labels(seed: int, shape=(4, 70, 90), n_labels=5) -> np.ndarray:
+    """Blobs of several labels touching each other, holes, islands and specks everywhere."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros(shape, np.uint8)
+    for v in range(1, n_labels + 1):
+        lab[_blobs(seed * 10 + v, shape)] = v
+    specks = rng.random(shape) < 0.01
+    lab[specks] = rng.integers(1, n_labels + 1, size=int(specks.sum()))
+    return lab
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_label_map_contours_match_each_label_traced_alone(seed, monkeypatch):
+    """All labels at once = each label's mask alone; so does every way of boxing them."""
+    import deepstationing.data.dicom.tracing as tracing
+
+    lab = _scattered_labels(seed)
+    img = Image(np.zeros(lab.shape, np.int16), spacing=(0.8, 0.7, 2.5), origin=(5.0, -3.0, 9.0))
+    alone = {v: _canonical(mask_to_contours(lab == v, img)) for v in range(1, 6)}
+    variants = {"default": {}, "regions": {"SPARSE_FACTOR": -1},
+                "label boxes": {"SPARSE_FACTOR": 10**9}, "many fields": {"FIELD_CELLS": 3000}}
+    for name, settings in variants.items():
+        for key, value in settings.items():
+            monkeypatch.setattr(tracing, key, value)
+        bulk = label_map_contours(lab, img, 5)
+        for v in range(1, 6):
+            assert _canonical(bulk[v]) == alone[v], (name, v)
+            back = contours_to_mask([c for _, c in bulk[v]], img)
+            assert np.array_equal(back, lab == v), (name, v)
+        monkeypatch.undo()
+
+
+def test_scattered_slices_are_boxed_by_region():
+    """A slice whose label boxes are mostly empty is traced region by region."""
+    from deepstationing.data.dicom.tracing import SPARSE_FACTOR, trace_label_map
+
+    lab = np.zeros((2, 200, 200), np.uint8)
+    lab[0, 10:190, 10:190] = 1           # dense: one box
+    for i in range(8):                    # slice 1: specks of six labels all over
+        for j in range(8):
+            lab[1, 5 + 24 * i, 5 + 24 * j] = 1 + (i + j) % 6
+    rings = trace_label_map(lab, 6)
+    on = rings.slice == 1
+    assert len(set(rings.box[on].tolist())) == 64  # one box per speck
+    assert len(set(rings.box[~on].tolist())) == 1
+    assert SPARSE_FACTOR > 0
+
+
+def test_contours_of_a_label_map_in_another_slice_order_land_on_the_right_slices(tmp_path):
+    """A label map whose slices run the other way (z flipped) still names each contour's
+    CT slice by its world z; a map between the CT's slices is refused."""
+    from deepstationing.data.dicom.rtstruct import (
+        rasterize_rtstruct,
+        read_rtstruct,
+        rois_from_label_map,
+        write_rtstruct,
+    )
+    from deepstationing.data.dicom.series import write_ct_series
+    from deepstationing.schema import STATIONS
+
+    ct = Image(np.zeros((5, 16, 16), np.int16), spacing=(1.0, 1.0, 2.0))
+    ref = write_ct_series(ct, tmp_path / "ct", uid_seed="order")
+    lab = np.zeros(ct.shape, np.uint8)
+    lab[1, 3:7, 3:9] = 8
+    lab[3, 9:12, 4:6] = 7
+    z_flipped = Image(lab[::-1].copy(), spacing=(1.0, 1.0, 2.0),
+                      origin=ct.index_to_world((4, 0, 0)),
+                      direction=(1, 0, 0, 0, 1, 0, 0, 0, -1))
+    write_rtstruct(rois_from_label_map(z_flipped, STATIONS), ref, tmp_path / "rs.dcm")
+    back = rasterize_rtstruct(read_rtstruct(tmp_path / "rs.dcm"), ref)
+    assert np.array_equal(back["LNS_4R"], lab == 8) and np.array_equal(back["LNS_4L"], lab == 7)
+    between = Image(lab, spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 1.0))
+    with pytest.raises(InputError, match="LNS_4L: a contour at .* lies on no slice"):
+        write_rtstruct(rois_from_label_map(between, STATIONS), ref, tmp_path / "rs2.dcm")
+
+
+def test_ds_strings_are_format_ds_of_each_value():
+    from deepstationing.data.dicom.values import ds_list, ds_strings
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 300, 500), np.round(rng.normal(0, 300, 500), 1),
+                             [0.0, -0.0, 1e-17, -123456.78901234567, 2.5, 2.5]])
+    assert ds_strings(values.reshape(-1, 2)) == ds_list(values)
+    assert max(len(v) for v in ds_strings(values)) <= 16
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_outlines_are_scikit_image_marching_squares(seed):
+    """The same polygons as skimage.measure.find_contours (level 0.5, zero-padded slice),
+    straight-run vertices removed: another implementation of marching squares."""
+    from skimage.measure import find_contours
+
+    def canon(polys):
+        out = []
+        for p in polys:
+            p = [tuple(v) for v in np.round(p, 6)]
+            keep = [v for i, v in enumerate(p)
+                    if np.cross(np.subtract(v, p[i - 1]),
+                                np.subtract(p[(i + 1) % len(p)], v)) != 0]
+            i = min(range(len(keep)), key=keep.__getitem__)
+            out.append(tuple(keep[i:] + keep[:i]))
+        return sorted(out)
+
+    mask = _scattered_labels(seed)[1] > 0
+    sk = [c[:-1] - 1 for c in find_contours(np.pad(mask, 1).astype(float), 0.5)]
+    assert canon(mask_to_polygons(mask)) == canon(sk)

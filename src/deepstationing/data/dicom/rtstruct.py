@@ -73,6 +73,7 @@ from deepstationing.data.dicom.values import (
 )
 from deepstationing.data.image import Image
 from deepstationing.errors import InputError
+from deepstationing.library_warnings import warnings_to_log
 from deepstationing.schema import ORGANS, LabelSet
 
 __all__ = ["RoiMask", "RoiContours", "Roi", "StructureSet", "rois_from_label_map", "write_rtstruct",
@@ -80,7 +81,12 @@ __all__ = ["RoiMask", "RoiContours", "Roi", "StructureSet", "rois_from_label_map
 
 log = logging.getLogger(__name__)
 
-CONTOUR_DATA = 0x30060050  # (3006,0050) Contour Data, DS
+# tags of a Contour Sequence item
+CONTOUR_IMAGE_SEQUENCE = 0x30060016
+CONTOUR_GEOMETRIC_TYPE = 0x30060042
+NUMBER_OF_CONTOUR_POINTS = 0x30060046
+CONTOUR_NUMBER = 0x30060048
+CONTOUR_DATA = 0x30060050
 
 
 @dataclass
@@ -240,6 +246,17 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
     values = ds_strings(np.concatenate([pts.ravel() for _, planes in traced
                                         for _, pts in planes]))
     at = 0
+    slice_items: dict[int, Dataset] = {}
+
+    def slice_item(k: int) -> Dataset:
+        """The Contour Image Sequence item of slice ``k`` (one per slice, shared)."""
+        if k not in slice_items:
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = sop_class
+            ref.ReferencedSOPInstanceUID = sop_uids[k]
+            slice_items[k] = ref
+        return slice_items[k]
+
     roi_items, contour_items, observation_items = [], [], []
     for number, (roi, roi_planes) in enumerate(traced, start=1):
         item = Dataset()
@@ -252,17 +269,17 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
         roi_items.append(item)
 
         contours = DicomSequence()
-        for k, points in roi_planes:
-            ref = Dataset()
-            ref.ReferencedSOPClassUID = sop_class
-            ref.ReferencedSOPInstanceUID = sop_uids[k]
+        for number_in_roi, (k, points) in enumerate(roi_planes, start=1):
+            # values made here (UIDs read from the CT, decimal strings by format_ds: at most
+            # 16 characters) are stored as they are: pydicom's per-value objects and checks
+            # took most of the writing time
             c = Dataset()
-            c.ContourImageSequence = DicomSequence([ref])
-            c.ContourGeometricType = "CLOSED_PLANAR"
-            c.NumberOfContourPoints = len(points)
-            c.ContourNumber = len(contours) + 1
-            # strings made by format_ds (<= 16 characters), stored as they are: pydicom's
-            # per-value DS objects and checks took most of the writing time
+            c.add(DataElement(CONTOUR_IMAGE_SEQUENCE, "SQ", DicomSequence([slice_item(k)])))
+            c.add(DataElement(CONTOUR_GEOMETRIC_TYPE, "CS", "CLOSED_PLANAR",
+                              already_converted=True))
+            c.add(DataElement(NUMBER_OF_CONTOUR_POINTS, "IS", len(points),
+                              already_converted=True))
+            c.add(DataElement(CONTOUR_NUMBER, "IS", number_in_roi, already_converted=True))
             c.add(DataElement(CONTOUR_DATA, "DS", values[at:at + points.size],
                               already_converted=True))
             at += points.size
@@ -293,7 +310,7 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
 
 
 def _save_atomic(ds: Dataset, path: Path) -> Path:
-    with atomic_file(path) as tmp:
+    with warnings_to_log(log), atomic_file(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return path
 
@@ -336,7 +353,8 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
 
     p = Path(path)
     try:
-        ds = pydicom.dcmread(p)
+        with warnings_to_log(log):
+            ds = pydicom.dcmread(p)
     except Exception as exc:  # pydicom raises several types for broken files
         raise InputError(p, f"not a readable DICOM file ({exc})") from None
     if str(ds.get("Modality", "")) != "RTSTRUCT" or \

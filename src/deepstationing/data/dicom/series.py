@@ -53,6 +53,7 @@ from deepstationing.data.dicom.values import (
 )
 from deepstationing.data.image import Image, read_dicom_series_files
 from deepstationing.errors import InputError
+from deepstationing.library_warnings import warnings_to_log
 
 __all__ = ["SeriesReference", "read_series_reference", "write_ct_series", "slice_normal"]
 
@@ -264,7 +265,8 @@ def write_ct_series(image: Image, folder: str | os.PathLike, *, patient_id: str 
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds.file_meta = meta
-            ds.save_as(staging / f"CT_{k + 1:04d}.dcm", enforce_file_format=True)
+            with warnings_to_log(log):
+                ds.save_as(staging / f"CT_{k + 1:04d}.dcm", enforce_file_format=True)
             del ds.PixelData
             headers.append(ds)
         publish_folder(staging, out)
