@@ -15,7 +15,8 @@ the two SEGs as ``predict --format nifti,rtstruct,seg`` writes them (``DICOM: ..
 that series for the phantom's truth and for a scattered copy (fragments of every label
 strewn over each slice, as a model produces on a scan unlike its training data),
 ``--repeats`` times each, then checks the files with dciodvfy, plastimatch and highdicom
-(``--validate``); it writes ``dicom_write.json`` and ``dicom_write.md``.
+(``--validate``); it writes ``dicom_write.json`` and ``dicom_write.md`` (or ``--out-name``).
+Run with an older checkout's sources on the path it times that code's writing (totals only).
 
     python benchmarks/bench_predict.py                       # CPU, 2 threads
     python benchmarks/bench_predict.py --device cuda --out-name predict_profile_gpu
@@ -148,6 +149,7 @@ def _validate(ct: Path, out: Path, stations, organs) -> dict:
 
 def dicom_only(args, argv=None) -> int:
     """Time the RTSTRUCT + two SEGs of the DICOM series, truth and scattered, --repeats times."""
+    import inspect
     import shutil
 
     from deepstationing.data.dicom.export import export_dicom
@@ -166,8 +168,11 @@ def dicom_only(args, argv=None) -> int:
             out = work / "dicom_out" / f"{len(runs)}"
             shutil.rmtree(out, ignore_errors=True)
             t = Timings()
+            # an export_dicom without step timings (older code, for a before/after): totals
+            kw = {"timings": t} if "timings" in inspect.signature(export_dicom).parameters \
+                else {}
             wall, cpu = time.perf_counter(), time.process_time()
-            files = export_dicom(ct, out, stations=st, organs=org, timings=t)
+            files = export_dicom(ct, out, stations=st, organs=org, **kw)
             run = {"maps": name, "run": i + 1, "wall_s": round(time.perf_counter() - wall, 2),
                    "cpu_s": round(time.process_time() - cpu, 2),
                    "steps_s": {k: round(v, 2) for k, v in t.steps.items()},
@@ -187,9 +192,10 @@ def dicom_only(args, argv=None) -> int:
                       f"{shape[1]} x {shape[2]}, spacing "
                       f"{', '.join(f'{v:g}' for v in stations.spacing)} mm (x, y, z)",
             "machine": f"{platform.node()}: {os.cpu_count()} CPU cores, shared"}
+    name = "dicom_write" if args.out_name == "predict_profile" else args.out_name
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "dicom_write.json").write_text(json.dumps({"meta": meta, "runs": runs},
-                                                         indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "runs": runs},
+                                                     indent=2) + "\n")
     steps = list(dict.fromkeys(k for r in runs for k in r["steps_s"]))
     lines = ["# predict: writing RTSTRUCT + two SEGs (seconds)", "",
              f"Command: `{meta['command']}`; {meta['date']}; {meta['machine']}.  ",
@@ -206,8 +212,8 @@ def dicom_only(args, argv=None) -> int:
     for r in runs:
         if "validation" in r:
             lines.append(f"\nValidation, {r['maps']}: {json.dumps(r['validation'])}")
-    (RESULTS / "dicom_write.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / 'dicom_write'}.{{json,md}}", file=sys.stderr)
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / name}.{{json,md}}", file=sys.stderr)
     return 0
 
 

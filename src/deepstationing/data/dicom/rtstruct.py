@@ -13,10 +13,17 @@ rt-utils 1.2.7, the obvious library for this, writes 19-character values that ``
 flags as errors, and does not write the Frame of Reference module that current ``dciodvfy``
 requires. The structure set
 is marked ``UNAPPROVED`` (Approval module): automatic contours await a clinician's review.
+The patient's de-identification attributes are those of the CT
+(:func:`~deepstationing.data.dicom.values.carry_deidentification`). The file is Implicit VR
+Little Endian, its ROI Contour Sequence encoded directly
+(:mod:`~deepstationing.data.dicom.encoding`: no 64 kB limit on a contour's data, a tenth of
+pydicom's time). A label map is traced for all labels at once
+(:func:`rois_from_label_map`); each contour names the CT slice at its z.
 
 Reading
 -------
-:func:`read_rtstruct` returns the ROIs with their closed planar contours in LPS mm;
+:func:`read_rtstruct` returns the ROIs with their closed planar contours in LPS mm (also
+Contour Data stored as UN, as pydicom writes values over 64 kB in Explicit VR);
 :func:`rasterize_rtstruct` puts them on a CT's voxel grid after checking that the structure
 set and the CT share a Frame of Reference (see :mod:`~deepstationing.data.dicom.contours`
 for the plane-to-slice rule and holes).
@@ -47,10 +54,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataelem import DataElement
+from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage
+from pydicom.uid import ImplicitVRLittleEndian, RTStructureSetStorage
 
 from deepstationing.data.atomic import atomic_file
 from deepstationing.data.dicom.contours import (
@@ -58,6 +65,7 @@ from deepstationing.data.dicom.contours import (
     label_map_contours,
     mask_to_contours,
 )
+from deepstationing.data.dicom.encoding import raw_element, roi_contour_sequence
 from deepstationing.data.dicom.series import SeriesReference
 from deepstationing.data.dicom.values import (
     MANUFACTURER,
@@ -81,12 +89,7 @@ __all__ = ["RoiMask", "RoiContours", "Roi", "StructureSet", "rois_from_label_map
 
 log = logging.getLogger(__name__)
 
-# tags of a Contour Sequence item
-CONTOUR_IMAGE_SEQUENCE = 0x30060016
-CONTOUR_GEOMETRIC_TYPE = 0x30060042
-NUMBER_OF_CONTOUR_POINTS = 0x30060046
-CONTOUR_NUMBER = 0x30060048
-CONTOUR_DATA = 0x30060050
+ROI_CONTOUR_SEQUENCE = 0x30060039
 
 
 @dataclass
@@ -240,24 +243,13 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
     ds.ReferencedFrameOfReferenceSequence = DicomSequence([_referenced_frame(reference)])
     ds.ApprovalStatus = "UNAPPROVED"
 
-    sop_uids = reference.sop_instance_uids
-    sop_class = reference.sop_class_uid
-    # every coordinate as a decimal string, each distinct value formatted once
+    # every coordinate as a decimal string (at most 16 characters), each distinct value
+    # formatted once; the ROI Contour Sequence encoded directly (encoding.py: pydicom's
+    # per-element work took most of the writing time)
     values = ds_strings(np.concatenate([pts.ravel() for _, planes in traced
                                         for _, pts in planes]))
     at = 0
-    slice_items: dict[int, Dataset] = {}
-
-    def slice_item(k: int) -> Dataset:
-        """The Contour Image Sequence item of slice ``k`` (one per slice, shared)."""
-        if k not in slice_items:
-            ref = Dataset()
-            ref.ReferencedSOPClassUID = sop_class
-            ref.ReferencedSOPInstanceUID = sop_uids[k]
-            slice_items[k] = ref
-        return slice_items[k]
-
-    roi_items, contour_items, observation_items = [], [], []
+    roi_items, contour_rois, observation_items = [], [], []
     for number, (roi, roi_planes) in enumerate(traced, start=1):
         item = Dataset()
         item.ROINumber = number
@@ -268,27 +260,11 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
         item.ROIGenerationAlgorithm = "AUTOMATIC"
         roi_items.append(item)
 
-        contours = DicomSequence()
-        for number_in_roi, (k, points) in enumerate(roi_planes, start=1):
-            # values made here (UIDs read from the CT, decimal strings by format_ds: at most
-            # 16 characters) are stored as they are: pydicom's per-value objects and checks
-            # took most of the writing time
-            c = Dataset()
-            c.add(DataElement(CONTOUR_IMAGE_SEQUENCE, "SQ", DicomSequence([slice_item(k)])))
-            c.add(DataElement(CONTOUR_GEOMETRIC_TYPE, "CS", "CLOSED_PLANAR",
-                              already_converted=True))
-            c.add(DataElement(NUMBER_OF_CONTOUR_POINTS, "IS", len(points),
-                              already_converted=True))
-            c.add(DataElement(CONTOUR_NUMBER, "IS", number_in_roi, already_converted=True))
-            c.add(DataElement(CONTOUR_DATA, "DS", values[at:at + points.size],
-                              already_converted=True))
+        contours = []
+        for k, points in roi_planes:
+            contours.append((k, len(points), values[at:at + points.size]))
             at += points.size
-            contours.append(c)
-        rc = Dataset()
-        rc.ReferencedROINumber = number
-        rc.ROIDisplayColor = [int(v) for v in roi.color]
-        rc.ContourSequence = contours
-        contour_items.append(rc)
+        contour_rois.append((number, roi.color, contours))
 
         obs = Dataset()
         obs.ObservationNumber = number
@@ -298,13 +274,17 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
         obs.ROIInterpreter = ""
         observation_items.append(obs)
     ds.StructureSetROISequence = DicomSequence(roi_items)
-    ds.ROIContourSequence = DicomSequence(contour_items)
+    ds[ROI_CONTOUR_SEQUENCE] = raw_element(ROI_CONTOUR_SEQUENCE, roi_contour_sequence(
+        contour_rois, reference.sop_class_uid, reference.sop_instance_uids))
     ds.RTROIObservationsSequence = DicomSequence(observation_items)
+    # the raw sequence is in the file's transfer syntax, Implicit VR Little Endian (see
+    # encoding.py: no 64 kB limit on Contour Data): written as it is, not decoded again
+    ds.set_original_encoding(True, True, convert_encodings(ds.SpecificCharacterSet))
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian
     ds.file_meta = meta
     return _save_atomic(ds, Path(path))
 
@@ -389,14 +369,24 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
                     other += 1
                     continue
                 try:
-                    pts = np.asarray(c.ContourData, dtype=float).reshape(-1, 3)
-                except (AttributeError, ValueError):
+                    pts = np.asarray(_contour_data(c), dtype=float).reshape(-1, 3)
+                except (AttributeError, ValueError, KeyError):
                     raise InputError(p, f"ROI {name}: contour data is not a list of x, y, z "
                                         "triplets") from None
                 contours.append(pts)
         rois.append(Roi(number, name, color, observed.get(number, ""),
                         str(item.get("ReferencedFrameOfReferenceUID", "")), contours, other))
     return StructureSet(p, frames, series, str(ds.get("PatientID", "")), rois)
+
+
+def _contour_data(contour: Dataset) -> list:
+    """Contour Data values; also when stored as UN (what pydicom writes in Explicit VR for
+    a value over 64 kB: RTSTRUCTs written before, and by other tools)."""
+    element = contour["ContourData"]
+    if element.VR == "UN" and isinstance(element.value, bytes):
+        text = element.value.decode("ascii", "replace").strip("\0 ")
+        return text.split("\\") if text else []
+    return list(element.value)
 
 
 def check_frame_of_reference(structure_set: StructureSet, reference: SeriesReference) -> None:

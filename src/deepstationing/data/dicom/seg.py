@@ -123,7 +123,7 @@ def write_seg(label_map: Image, labels: LabelSet, reference: SeriesReference,
     with warnings_to_log(log):  # highdicom's remarks on the CT's header (Patient's Name)
         seg = hd.seg.Segmentation(
             source_images=reference.headers,
-            pixel_array=arr.astype(np.uint8 if len(labels) < 256 else np.uint16),
+            pixel_array=arr.astype(np.uint8 if len(labels) < 256 else np.uint16, copy=False),
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=[segment_description(lab) for lab in labels],
             series_instance_uid=uid("seg-series"),
