@@ -168,14 +168,13 @@ def _scattered_labels(seed: int, shape=(4, 70, 90), n_labels=5) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_label_map_contours_match_each_label_traced_alone(seed, monkeypatch):
-    """All labels at once = each label's mask alone; so does every way of boxing them."""
+    """All labels at once = each label's mask alone, however the boxes are packed."""
     import deepstationing.data.dicom.tracing as tracing
 
     lab = _scattered_labels(seed)
     img = Image(np.zeros(lab.shape, np.int16), spacing=(0.8, 0.7, 2.5), origin=(5.0, -3.0, 9.0))
     alone = {v: _canonical(mask_to_contours(lab == v, img)) for v in range(1, 6)}
-    variants = {"default": {}, "regions": {"SPARSE_FACTOR": -1},
-                "label boxes": {"SPARSE_FACTOR": 10**9}, "many fields": {"FIELD_CELLS": 3000}}
+    variants = {"default": {}, "many fields": {"FIELD_CELLS": 3000}}
     for name, settings in variants.items():
         for key, value in settings.items():
             monkeypatch.setattr(tracing, key, value)
@@ -187,20 +186,25 @@ def test_label_map_contours_match_each_label_traced_alone(seed, monkeypatch):
         monkeypatch.undo()
 
 
-def test_scattered_slices_are_boxed_by_region():
-    """A slice whose label boxes are mostly empty is traced region by region."""
-    from deepstationing.data.dicom.tracing import SPARSE_FACTOR, trace_label_map
-
-    lab = np.zeros((2, 200, 200), np.uint8)
-    lab[0, 10:190, 10:190] = 1           # dense: one box
-    for i in range(8):                    # slice 1: specks of six labels all over
-        for j in range(8):
-            lab[1, 5 + 24 * i, 5 + 24 * j] = 1 + (i + j) % 6
-    rings = trace_label_map(lab, 6)
-    on = rings.slice == 1
-    assert len(set(rings.box[on].tolist())) == 64  # one box per speck
-    assert len(set(rings.box[~on].tolist())) == 1
-    assert SPARSE_FACTOR > 0
+@pytest.mark.parametrize("seed", range(3))
+def test_holes_join_the_region_around_them(seed):
+    """Holes given their region by the pixel next to them = join_holes' point-in-polygon
+    assignment: many regions, holes, islands in holes, corners touching."""
+    rng = np.random.default_rng(seed)
+    sl = np.zeros((120, 150), bool)
+    for _ in range(12):  # rings (regions with a hole), some with an island inside
+        r, c, h = rng.integers(8, 100), rng.integers(8, 130), rng.integers(6, 16)
+        sl[r:r + h, c:c + h] = True
+        sl[r + 2:r + h - 2, c + 2:c + h - 2] = False
+        if h > 9:
+            sl[r + 4:r + h - 4, c + 4:c + h - 4] = True
+    sl |= _blobs(seed, (1, 120, 150))[0] & (rng.random((120, 150)) < 0.5)
+    img = Image(np.zeros((1, 120, 150), np.int16))
+    ours = _canonical(mask_to_contours(sl[None], img))
+    geometric = [(0, np.column_stack([p[:, 1], p[:, 0], np.zeros(len(p))]))
+                 for p in join_holes(mask_to_polygons(sl))]
+    assert ours == _canonical(geometric)
+    assert sum(signed_area(p) < 0 for p in mask_to_polygons(sl)) >= 5  # holes were there
 
 
 def test_contours_of_a_label_map_in_another_slice_order_land_on_the_right_slices(tmp_path):
@@ -231,14 +235,17 @@ def test_contours_of_a_label_map_in_another_slice_order_land_on_the_right_slices
         write_rtstruct(rois_from_label_map(between, STATIONS), ref, tmp_path / "rs2.dcm")
 
 
-def test_ds_strings_are_format_ds_of_each_value():
-    from deepstationing.data.dicom.values import ds_list, ds_strings
+def test_ds_joined_is_format_ds_of_each_value():
+    from deepstationing.data.dicom.values import ds_joined, ds_list
 
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.normal(0, 300, 500), np.round(rng.normal(0, 300, 500), 1),
                              [0.0, -0.0, 1e-17, -123456.78901234567, 2.5, 2.5]])
-    assert ds_strings(values.reshape(-1, 2)) == ds_list(values)
-    assert max(len(v) for v in ds_strings(values)) <= 16
+    text, ends = ds_joined(values.reshape(-1, 2))
+    assert text.decode("ascii").split("\\")[:-1] == ds_list(values)
+    assert len(ends) == len(values) and text[ends[9]:ends[19] - 1].decode("ascii") == \
+        "\\".join(ds_list(values[10:20]))
+    assert max(len(v) for v in ds_list(values)) <= 16
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -300,7 +300,9 @@ def test_roi_contour_sequence_bytes_are_pydicoms_encoding():
     rois = [(1, (255, 0, 0), [(0, 3, ["1", "2.5", "-3", "4", "5", "-6.25", "7", "8", "9"]),
                               (2, 2, ["10.5", "0", "3", "4", "5", "6"])]),
             (7, (12, 200, 3), [(0, 1, ["-174.3945", "12", "0"])])]
-    ours = roi_contour_sequence(rois, sop_class, uids)
+    ours = roi_contour_sequence([(n, color, [(k, m, "\\".join(v).encode("ascii"))
+                                             for k, m, v in contours])
+                                 for n, color, contours in rois], sop_class, uids)
 
     items = []
     for number, color, contours in rois:

@@ -225,22 +225,19 @@ def label_map_contours(labels: np.ndarray, image: Image, n_labels: int
     counts = np.diff(rings.starts)
     world = np.split(to_world(rings.points, np.repeat(rings.slice, counts).astype(float)),
                      rings.starts[1:-1])
-    with_holes = set(rings.box[rings.areas() < 0].tolist())
     out: dict[int, list[tuple[int, np.ndarray]]] = {}
-    i = 0
-    while i < len(rings):  # the rings of one traced box are consecutive
-        label, k, box = int(rings.label[i]), int(rings.slice[i]), int(rings.box[i])
-        contours = out.setdefault(label, [])
-        if box not in with_holes:
-            contours.append((k, world[i]))
-            i += 1
-            continue
-        j = i
-        while j < len(rings) and rings.box[j] == box:
-            j += 1
-        for p in join_holes([rings.ring(r) for r in range(i, j)]):
-            contours.append((k, to_world(p, np.full(len(p), float(k)))))
-        i = j
+    # a region's rings are consecutive, its outline first: one contour per region
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(rings.region)) + 1, [len(rings)]])
+    for i, j in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+        k = int(rings.slice[i])
+        if j == i + 1:
+            contour = world[i]
+        else:  # holes attached right-most first, as join_holes does
+            merged = rings.ring(i)
+            for h in sorted(range(i + 1, j), key=lambda h: -float(rings.ring(h)[:, 1].max())):
+                merged = _bridge(merged, rings.ring(h))
+            contour = to_world(merged, np.full(len(merged), float(k)))
+        out.setdefault(int(rings.label[i]), []).append((k, contour))
     return out
 
 

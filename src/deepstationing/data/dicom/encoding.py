@@ -1,4 +1,4 @@
-"""The ROI Contour Sequence of an RT Structure Set as bytes (Implicit VR Little Endian).
+r"""The ROI Contour Sequence of an RT Structure Set as bytes (Implicit VR Little Endian).
 
 A structure set of a full-resolution CT holds thousands of contours; pydicom builds and
 writes each as a dataset of checked elements, about a quarter of a millisecond apiece, which
@@ -18,7 +18,8 @@ at all). In Implicit VR every length is 32 bits; it is the transfer syntax every
 application supports, and the one planning systems commonly write structure sets in.
 
 >>> import pydicom
->>> seq = roi_contour_sequence([(8, (148, 103, 189), [(0, 4, ["1", "2", "-3.5"] * 4)])],
+>>> data = b"\\".join([b"1", b"2", b"-3.5"] * 4)
+>>> seq = roi_contour_sequence([(8, (148, 103, 189), [(0, 4, data)])],
 ...                            "1.2.840.10008.5.1.4.1.1.2", ["1.2.3.4"])
 >>> ds = pydicom.dataset.Dataset()
 >>> ds[0x30060039] = raw_element(0x30060039, seq)
@@ -60,7 +61,8 @@ def roi_contour_sequence(rois: Sequence[tuple[int, Sequence[int], Sequence]],
 
     Args:
         rois: per ROI ``(ROI number, display colour, contours)``, each contour
-            ``(CT slice index, number of points, Contour Data as decimal strings)``.
+            ``(CT slice index, number of points, Contour Data)``, the data as ASCII decimal
+            strings separated by backslashes (:func:`~.values.ds_joined`).
         sop_class_uid, sop_instance_uids: the CT's SOP class and each slice's instance UID
             (Contour Image Sequence).
     """
@@ -78,8 +80,8 @@ def roi_contour_sequence(rois: Sequence[tuple[int, Sequence[int], Sequence]],
     for number, color, contours in rois:
         items = (image(k) + closed + _element(0x30060046, "IS", str(n).encode("ascii"))
                  + _element(0x30060048, "IS", str(i).encode("ascii"))
-                 + _element(0x30060050, "DS", "\\".join(values).encode("ascii"))
-                 for i, (k, n, values) in enumerate(contours, start=1))
+                 + _element(0x30060050, "DS", data)
+                 for i, (k, n, data) in enumerate(contours, start=1))
         out.append(_element(0x3006002A, "IS", "\\".join(str(int(v)) for v in color)
                             .encode("ascii"))
                    + _element(0x30060040, "SQ", _items(items))

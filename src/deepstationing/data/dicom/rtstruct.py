@@ -75,7 +75,7 @@ from deepstationing.data.dicom.values import (
     STUDY_COMPONENT_SOP_CLASS,
     carry_deidentification,
     copy_attributes,
-    ds_strings,
+    ds_joined,
     make_uid,
     now_date_time,
 )
@@ -246,9 +246,6 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
     # every coordinate as a decimal string (at most 16 characters), each distinct value
     # formatted once; the ROI Contour Sequence encoded directly (encoding.py: pydicom's
     # per-element work took most of the writing time)
-    values = ds_strings(np.concatenate([pts.ravel() for _, planes in traced
-                                        for _, pts in planes]))
-    at = 0
     roi_items, contour_rois, observation_items = [], [], []
     for number, (roi, roi_planes) in enumerate(traced, start=1):
         item = Dataset()
@@ -260,10 +257,11 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
         item.ROIGenerationAlgorithm = "AUTOMATIC"
         roi_items.append(item)
 
-        contours = []
-        for k, points in roi_planes:
-            contours.append((k, len(points), values[at:at + points.size]))
-            at += points.size
+        text, ends = ds_joined(np.concatenate([pts.ravel() for _, pts in roi_planes]))
+        last = np.cumsum([pts.size for _, pts in roi_planes]) - 1
+        begin = np.concatenate([[0], ends[last[:-1]]]).tolist()
+        contours = [(k, len(pts), text[b:e - 1]) for (k, pts), b, e
+                    in zip(roi_planes, begin, ends[last].tolist(), strict=True)]
         contour_rois.append((number, roi.color, contours))
 
         obs = Dataset()

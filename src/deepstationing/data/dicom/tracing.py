@@ -7,16 +7,19 @@ others', and pixels touching only at a corner get separate outlines (scikit-imag
 ``find_contours`` draws the same polygons; it assembles them in Python, which took half of a
 full-resolution export).
 
-The work is proportional to what is drawn, not to the grid:
+In bulk, so that thousands of regions (a prediction scattered over a scan unlike its
+training data) cost little more than a few:
 
-* each label's box on each slice is cut out (one pass per slice,
-  :func:`scipy.ndimage.find_objects`); on a slice whose boxes are mostly empty (a
-  prediction scattered over the slice) each connected region gets its own box instead
-  (:func:`skimage.measure.label`, which joins equal neighbouring labels);
+* each label's box on each slice is cut out of the slice's labelled part (one
+  :func:`scipy.ndimage.find_objects` pass per slice);
 * the boxes are packed side by side, a background row or column between them, into a few
-  fields of at most :data:`FIELD_CELLS` cells, each traced by one call;
+  fields of at most :data:`FIELD_CELLS` cells, each traced by one call (contourpy's C++
+  generator, called directly);
 * vertices in the middle of straight runs are dropped for all outlines at once (the
-  polygons are unchanged).
+  polygons are unchanged);
+* each hole is given the region around it (:attr:`Rings.region`): where a box holds several
+  regions, the 4-connected region of a pixel next to the hole (no polygon-in-polygon tests,
+  which grew with the product of holes and regions).
 
 >>> import numpy as np
 >>> lab = np.zeros((2, 6, 8), np.uint8)
@@ -34,29 +37,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Rings", "trace_label_map", "FIELD_CELLS", "SPARSE_FACTOR"]
+__all__ = ["Rings", "trace_label_map", "FIELD_CELLS"]
 
 #: Most cells of one traced field (bounds the tracer's memory: 8 bytes a cell, a few times).
 FIELD_CELLS = 2_000_000
-#: The labels' boxes on a slice are cut into one box per connected region when the pixels
-#: of the boxes that their labels do not fill outnumber the slice's pixels this many times
-#: (labelling a slice's regions takes a few milliseconds, about what tracing a few slices'
-#: worth of cells takes).
-SPARSE_FACTOR = 3
-
 
 @dataclass
 class Rings:
     """Closed outlines: ring ``i`` is ``points[starts[i]:starts[i + 1]]`` ((row, column)
     vertices on the slice's grid, implicitly closed), of label ``label[i]`` on slice
-    ``slice[i]``; ``box[i]`` numbers the traced box it came from (rings of one box are
-    consecutive; outlines have positive area, holes negative)."""
+    ``slice[i]``. Outlines have positive area, holes negative. ``region[i]`` numbers the
+    region a ring bounds: an outline and the holes of its region share the number, and the
+    rings of a region are consecutive, its outline first."""
 
     points: np.ndarray
     starts: np.ndarray
     label: np.ndarray
     slice: np.ndarray
-    box: np.ndarray
+    region: np.ndarray
 
     def __len__(self) -> int:
         return len(self.label)
@@ -84,8 +82,7 @@ class _Box:
 
 
 def _boxes(labels: np.ndarray, n_labels: int) -> list[_Box]:
-    """Each label's box on each slice, or every region's box on a slice where the labels
-    are scattered (see :data:`SPARSE_FACTOR`)."""
+    """Each label's box on each slice (one pass over the labelled part of each slice)."""
     from scipy.ndimage import find_objects
 
     out: list[_Box] = []
@@ -96,23 +93,10 @@ def _boxes(labels: np.ndarray, n_labels: int) -> list[_Box]:
         r0, r1 = np.flatnonzero(rows[k])[[0, -1]]
         c0, c1 = np.flatnonzero(cols[k])[[0, -1]]
         a = labels[k, r0:r1 + 1, c0:c1 + 1]
-        boxes = [_Box(int(k), value, int(r0 + sl[0].start), int(c0 + sl[1].start),
-                      a[sl] == value)
-                 for value, sl in enumerate(find_objects(a, n_labels), start=1)
-                 if sl is not None]
-        empty = sum(b.mask.size - int(np.count_nonzero(b.mask)) for b in boxes)
-        if empty <= SPARSE_FACTOR * labels[k].size:
-            out += boxes
-            continue
-        # every region of every label of this slice in its own box
-        from skimage.measure import label as regions
-
-        comp = regions(a, background=0, connectivity=1)
-        for c, sl in enumerate(find_objects(comp), start=1):
-            if sl is not None:
-                mask = comp[sl] == c
-                out.append(_Box(int(k), int(a[sl][mask][0]), int(r0 + sl[0].start),
-                                int(c0 + sl[1].start), mask))
+        out += [_Box(int(k), value, int(r0 + sl[0].start), int(c0 + sl[1].start),
+                     a[sl] == value)
+                for value, sl in enumerate(find_objects(a, n_labels), start=1)
+                if sl is not None]
     return out
 
 
@@ -203,12 +187,32 @@ def _trace_field(placed: list[tuple[int, int, int]], boxes: list[_Box], width: i
     return points, counts, owner
 
 
+def _regions(rings_of_box: list[np.ndarray], areas: np.ndarray, box: _Box) -> np.ndarray:
+    """The region (0, 1, ...) each ring of a box bounds: outlines one each, a hole that of
+    the region around it, found as the region of a pixel next to the hole's first vertex
+    (4-connected regions of the box's mask: marching squares at 0.5 keeps pixels touching
+    at a corner apart, so a hole is bounded by one region)."""
+    outline = areas > 0
+    if outline.sum() == 1 or outline.all():
+        return np.where(outline, np.cumsum(outline) - 1, 0)
+    from scipy.ndimage import label
+
+    comp = np.pad(label(box.mask)[0], 1)
+    first = np.array([r[0] for r in rings_of_box]) - (box.row - 1, box.col - 1)
+    # a vertex lies half-way between two pixels, along the row or along the column
+    along_row = first[:, 0] == np.round(first[:, 0])
+    step = np.where(along_row[:, None], [0.0, 0.5], [0.5, 0.0])
+    a = np.round(first - step).astype(int)
+    b = np.round(first + step).astype(int)
+    ca, cb = comp[a[:, 0], a[:, 1]], comp[b[:, 0], b[:, 1]]
+    return np.where(ca > 0, ca, cb) - 1
+
+
 def trace_label_map(labels: np.ndarray, n_labels: int) -> Rings:
     """Outlines of every region and hole of labels ``1..n_labels`` on every slice.
 
     ``labels`` is a ``[z, y, x]`` array of label ids (0 is background; values above
-    ``n_labels`` are left out). Rings are ordered by label, then slice; the rings of one
-    label on one slice may come in several boxes.
+    ``n_labels`` are left out). Rings are ordered by label, then slice, then region.
     """
     arr = np.asarray(labels)
     if arr.dtype.kind not in "iu" or arr.dtype.itemsize > 4:
@@ -220,20 +224,36 @@ def trace_label_map(labels: np.ndarray, n_labels: int) -> Rings:
         rows = max(r + boxes[b].mask.shape[0] for f in fields for b, r, _ in f) + 1
         grid = np.meshgrid(np.arange(width, dtype=float), np.arange(rows, dtype=float))
         parts = [_trace_field(f, boxes, width, (grid[0], grid[1])) for f in fields]
+    empty = np.zeros(0, np.int64)
     if not parts:
-        return Rings(np.zeros((0, 2)), np.zeros(1, np.int64), np.zeros(0, np.int64),
-                     np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return Rings(np.zeros((0, 2)), np.zeros(1, np.int64), empty, empty, empty)
     points = np.concatenate([p[0] for p in parts])
     counts = np.concatenate([p[1] for p in parts])
     box = np.concatenate([p[2] for p in parts])
-    # group by box (boxes are numbered in label, slice order); a ring of fewer than 3
-    # vertices encloses nothing (marching squares makes none)
-    order = np.argsort(box, kind="stable")
-    order = order[counts[order] >= 3]
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])[order]
+    # a ring of fewer than 3 vertices encloses nothing (marching squares makes none)
+    valid = counts >= 3
+    points = points[np.repeat(valid, counts)]
+    counts, box = counts[valid], box[valid]
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    areas = Rings(points, starts, empty, empty, empty).areas()
+    # regions: numbered over all boxes; where a box has holes, each hole joins the
+    # region around it
+    region = np.arange(len(box))
+    by_box = np.argsort(box, kind="stable")
+    bounds = np.flatnonzero(np.diff(box[by_box])) + 1
+    next_id = len(box)
+    for group in np.split(by_box, bounds):
+        if len(group) > 1 and (areas[group] < 0).any():
+            local = _regions([points[starts[i]:starts[i + 1]] for i in group], areas[group],
+                             boxes[int(box[group[0]])])
+            region[group] = next_id + local
+            next_id += int(local.max()) + 1
+    # order: box (label, slice), region, outline before its holes, then as traced
+    order = np.lexsort((np.arange(len(box)), areas < 0, region, box))
+    first = starts[:-1][order]
     kept = counts[order]
-    starts = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
-    take = np.repeat(first - starts[:-1], kept) + np.arange(starts[-1])
-    box = box[order]
-    return Rings(points[take], starts, np.array([boxes[b].label for b in box], np.int64),
-                 np.array([boxes[b].k for b in box], np.int64), box)
+    new_starts = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
+    take = np.repeat(first - new_starts[:-1], kept) + np.arange(new_starts[-1])
+    box, region = box[order], region[order]
+    return Rings(points[take], new_starts, np.array([boxes[b].label for b in box], np.int64),
+                 np.array([boxes[b].k for b in box], np.int64), region)

@@ -9,8 +9,6 @@ pydicom's :func:`~pydicom.valuerep.format_number_as_ds` shorten what is still to
 ('-40.4', '0', '-174.3945')
 >>> len(format_ds(-123456.78901234567)) <= 16
 True
->>> ds_strings(np.array([[-40.400001525878906, 2.0], [2.0, 1e-17]]))
-['-40.4', '2', '2', '0']
 >>> make_uid("seed", "ct", 3) == make_uid("seed", "ct", 3) != make_uid("seed", "ct", 4)
 True
 """
@@ -27,7 +25,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from deepstationing import __version__
 
-__all__ = ["format_ds", "ds_list", "ds_strings", "make_uid", "now_date_time", "copy_attributes",
+__all__ = ["format_ds", "ds_list", "ds_joined", "make_uid", "now_date_time", "copy_attributes",
            "carry_deidentification", "PATIENT_STUDY_KEYWORDS", "DEIDENTIFICATION_KEYWORDS",
            "METHOD_NOT_RECORDED", "MANUFACTURER", "MODEL_NAME", "SOFTWARE_VERSION",
            "STUDY_COMPONENT_SOP_CLASS"]
@@ -72,20 +70,30 @@ def ds_list(values: Iterable[float]) -> list[str]:
     return [format_ds(v) for v in values]
 
 
-def ds_strings(values: np.ndarray) -> list[str]:
-    """:func:`format_ds` of every value of an array (flattened), formatting each distinct value
-    once.
+def ds_joined(values: np.ndarray) -> tuple[bytes, np.ndarray]:
+    r""":func:`format_ds` of every value (flattened), each followed by a backslash, as one
+    ASCII buffer, and where each value's text ends (after its backslash).
 
-    Contour vertices lie on a few thousand distinct coordinates (half-way between voxel
-    centres), so a structure set's hundreds of thousands of values cost a few thousand
-    calls; the strings are those of :func:`ds_list`.
+    Values ``a`` to ``b - 1`` read ``buffer[ends[a - 1]:ends[b - 1] - 1]`` (``0`` for
+    ``a = 0``): a multi-valued DS. Each distinct value is formatted once (contour vertices
+    lie on a few thousand coordinates), the rest is array work: no string object per value.
+
+    >>> buf, ends = ds_joined(np.array([-40.400001525878906, 2.0, 2.0, 1e-17]))
+    >>> buf, ends.tolist(), buf[ends[0]:ends[2] - 1]
+    (b'-40.4\\2\\2\\0\\', [6, 8, 10, 12], b'2\\2')
     """
     flat = np.asarray(values, dtype=float).ravel()
     if flat.size == 0:
-        return []
+        return b"", np.zeros(0, np.int64)
     unique, inverse = np.unique(flat, return_inverse=True)
-    text = np.array([format_ds(v) for v in unique.tolist()], dtype=object)
-    return text[inverse].tolist()
+    text = [format_ds(v).encode("ascii") + b"\\" for v in unique.tolist()]
+    lengths = np.array([len(t) for t in text], np.int64)
+    width = int(lengths.max())
+    table = np.frombuffer(b"".join(t.ljust(width, b"\0") for t in text),
+                          np.uint8).reshape(-1, width)
+    inverse = inverse.ravel()
+    used = np.arange(width) < lengths[inverse][:, None]
+    return table[inverse][used].tobytes(), np.cumsum(lengths[inverse])
 
 
 def make_uid(*entropy: object) -> UID:
