@@ -202,13 +202,12 @@ def dicom_only(args, argv=None) -> int:
              f"Series: {meta['series']}. `wall` is elapsed time, `CPU` the process's CPU "
              "time (what it would take on a free core); run 1 of each process also loads "
              "highdicom's tables of the DICOM standard.", "",
-             "| maps | run | " + " | ".join(steps) + " | wall | CPU | load |",
-             "|---|---|" + "---|" * (len(steps) + 3)]
+             "| " + " | ".join(["maps", "run", *steps, "wall", "CPU", "load"]) + " |",
+             "|" + "---|" * (len(steps) + 5)]
     for r in runs:
-        lines.append(f"| {r['maps']} | {r['run']} | "
-                     + " | ".join(f"{r['steps_s'].get(k, 0):.2f}" for k in steps)
-                     + f" | **{r['wall_s']:.2f}** | {r['cpu_s']:.2f} | "
-                       f"{r['load_average_1min']} |")
+        cells = [r["maps"], str(r["run"]), *(f"{r['steps_s'].get(k, 0):.2f}" for k in steps),
+                 f"**{r['wall_s']:.2f}**", f"{r['cpu_s']:.2f}", str(r["load_average_1min"])]
+        lines.append("| " + " | ".join(cells) + " |")
     for r in runs:
         if "validation" in r:
             lines.append(f"\nValidation, {r['maps']}: {json.dumps(r['validation'])}")

@@ -7,6 +7,10 @@ Structure" and the label's SNOMED CT concept as Segmented Property Type (a Right
 modifier where the concept does not carry the side; see :mod:`deepstationing.schema`).
 Every label of the set is described, present or not, so segment numbers always equal the
 schema ids; slices without any segment are left out (highdicom's ``omit_empty_frames``).
+Patient and study come from the CT (highdicom), and so do its de-identification attributes,
+made valid where the CT says Patient Identity Removed without naming a method
+(:func:`~deepstationing.data.dicom.values.carry_deidentification`); highdicom's warnings
+about the CT's header are logged (:mod:`deepstationing.library_warnings`).
 
 :func:`read_seg` reads a SEG back onto the referenced CT's slices (by SOP Instance UID) as a
 label map, and the segments' descriptions as labels of the schema.
