@@ -185,6 +185,29 @@ def test_ray_runs_the_same_jobs(experiment, tmp_path):
         assert store.status(status)["host"]  # written by the Ray worker
 
 
+def test_local_processes_run_the_same_jobs_two_at_a_time(experiment, tmp_path):
+    """``--jobs 2``: the organ jobs of both folds run side by side in their own processes,
+    then their OOF job; the results are the same files the in-process run made."""
+    import time
+
+    from deepstationing.experiments.paper import Context
+    from deepstationing.experiments.runners import ProcessExecutor
+
+    tmp, _, _ = experiment
+    ctx = Context(str(tmp / "cohort"), str(tmp_path / "out"), TABLE1_ONLY, threads=1)
+    jobs = [j for j in build_jobs(TABLE1_ONLY, [0, 1])
+            if j.id.startswith("organs/anchor/") or j.id == "oof/anchor"]
+    store = JobStore(tmp_path / "out")
+    summary = run_jobs(jobs, store, ProcessExecutor(ctx.to_json(), jobs=2))
+    assert summary.ok and sorted(summary.done) == sorted(j.id for j in jobs)
+    folds = [store.status(f"organs/anchor/fold{f}") for f in (0, 1)]
+    spans = [(time.mktime(time.strptime(s["started"], "%Y-%m-%d %H:%M:%S")),
+              time.mktime(time.strptime(s["updated"], "%Y-%m-%d %H:%M:%S"))) for s in folds]
+    assert spans[0][0] <= spans[1][1] and spans[1][0] <= spans[0][1]  # they overlapped
+    assert sorted(store.result("oof/anchor")["files"]) == sorted(
+        JobStore(tmp / "out").result("oof/anchor")["files"])
+
+
 def test_demo_scale_trains_the_cascade_on_every_fold_and_stations_on_fold_0():
     jobs = build_jobs(SCALES["demo"], folds=[0, 1])
     ids = {j.id for j in jobs}
