@@ -109,10 +109,10 @@ def main_components(label_map: np.ndarray, min_fraction: float = 0.1) -> np.ndar
     Parts of similar size stay (the pulmonary veins are four tubes; a thin vessel on a
     coarse grid falls apart into pieces of similar size).
 
-    >>> m = np.zeros((1, 3, 12), np.uint8); m[0, 1, :10] = 5; m[0, 1, 11] = 5
-    >>> m[0, 0, 11] = 2
-    >>> main_components(m)[0].tolist()[1], int(main_components(m)[0, 0, 11])
-    ([5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 0], 2)
+    >>> m = np.zeros((1, 3, 14), np.uint8); m[0, 1, :12] = 5; m[0, 1, 13] = 5
+    >>> m[0, 0, 13] = 2
+    >>> main_components(m)[0].tolist()[1], int(main_components(m)[0, 0, 13])
+    ([5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 0], 2)
     """
     from scipy import ndimage
 
