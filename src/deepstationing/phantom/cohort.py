@@ -34,11 +34,13 @@ from deepstationing import __version__
 from deepstationing.data.atomic import ensure_folder
 from deepstationing.data.cohort import CASE_FILES, Cohort, CohortWriter, write_json_atomic
 from deepstationing.data.image import Image, write_image
-from deepstationing.phantom.anatomy import Anatomy, Grid, rasterize
+from deepstationing.phantom.anatomy import Anatomy
 from deepstationing.phantom.appearance import add_noise_to_int16, hu_table
+from deepstationing.phantom.grid import Grid
 from deepstationing.phantom.landmarks import measure_landmarks
 from deepstationing.phantom.nodes import place_nodes
 from deepstationing.phantom.params import PRESETS, draw_parameters, grid_for
+from deepstationing.phantom.raster import rasterize
 from deepstationing.phantom.stations import build_stations, draw_annotator
 
 __all__ = ["PhantomCase", "generate_case", "generate_cohort", "write_case", "case_id",
