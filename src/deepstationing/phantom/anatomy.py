@@ -17,7 +17,7 @@ mediastinal fat: the only tissue in which stations and lymph nodes are placed.
 >>> anat = Anatomy(draw_parameters(np.random.default_rng(0)))
 >>> anat.lv["cric"] > anat.lv["notch"] > anat.lv["archtop"] > 0 > anat.lv["dia"]
 True
->>> [pt.name for pt in anat.parts][:2], len(anat.decorations) > 0
+>>> [pt.name for pt in anat.parts][:2], len(anat.trees.a) > 0
 (['canal', 'vertebral_body'], True)
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepstationing.phantom.body import build_arms, build_outline
 from deepstationing.phantom.families import FAMILIES
 from deepstationing.phantom.grid import Grid
 from deepstationing.phantom.parts import OID, Part
@@ -40,30 +41,38 @@ class Anatomy:
     notch, apices, BCV margin, arch top/bottom, azygos, LPA, diaphragm...), ``tubes`` (the
     centrelines by name), ``shapes`` (other named shapes: ``vertebral_body``, ``heart``,
     ``la``), ``bronchus_ends``, ``pa_bif`` and the per-level helpers (:meth:`trachea_at`,
-    :meth:`y_va`). ``parts`` are the rasterised structures in label-priority order,
-    ``decorations`` the lung-only ones.
+    :meth:`y_va`). ``parts`` are the rasterised structures in label-priority order, ``trees``
+    the intrapulmonary vessel and bronchial trees (:mod:`.trees`). ``outline`` is the body
+    outline (torso and breasts), ``body`` the same object, ``arms`` the two upper arms
+    (:mod:`.body`).
+
+    ``tree_seed`` seeds the random branching of the lung trees (the case's own stream; without
+    it the trees follow from ``p``).
     """
 
-    def __init__(self, p: dict):
+    def __init__(self, p: dict, tree_seed=None):
         self.p = p
+        self.tree_seed = tree_seed
         self.tubes: dict[str, Tube] = {}
         self.shapes: dict[str, object] = {}
         self.parts: list[Part] = []
-        self.decorations: list[Part] = []
+        self.trees = None
         self._levels()
         self._body()
+        self.outline = build_outline(self)
+        self.body = self.outline
+        self.arms = build_arms(self)
         self._build()
 
     def _build(self) -> None:
-        """Run the family builders; order the parts by rank (stable), split off decorations."""
+        """Run the family builders; order the parts by rank (stable)."""
         parts: list[Part] = []
         for family in FAMILIES:
             for pt in family.build(self):
                 pt.rank = pt.rank or family.RANK
                 parts.append(pt)
         parts.sort(key=lambda pt: pt.rank)
-        self.parts = [pt for pt in parts if not pt.lung_only]
-        self.decorations = [pt for pt in parts if pt.lung_only]
+        self.parts = parts
 
     # ------------------------------------------------------------------ levels
     def _levels(self) -> None:
@@ -101,7 +110,6 @@ class Anatomy:
         self._ba = [0.97 * W, W, W, 0.93 * W, 0.72 * W, 0.48 * W, 0.46 * W]
         self._bb = [D, 1.02 * D, D, 0.93 * D, 0.8 * D, 0.64 * D, 0.62 * D]
         self._by = [18, 18, 18, 16, 22, 30, 30]
-        self.body = Column(zk, [0.0] * 7, self._by, self._ba, self._bb)
         # cavity (inside the ribs): anterior edge behind the sternum, posterior beside spine
         t_sc, t_m = p["fat_subcut"], p["muscle_wall"]
         ant = [0.6 * t_sc + 6 + p["sternum_thick"]] * 7

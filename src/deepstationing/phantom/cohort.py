@@ -34,12 +34,14 @@ from deepstationing import __version__
 from deepstationing.data.atomic import ensure_folder
 from deepstationing.data.cohort import CASE_FILES, Cohort, CohortWriter, write_json_atomic
 from deepstationing.data.image import Image, write_image
+from deepstationing.phantom.acquisition import finish_ct
 from deepstationing.phantom.anatomy import Anatomy
-from deepstationing.phantom.appearance import add_noise_to_int16, hu_table
+from deepstationing.phantom.appearance import hu_table
+from deepstationing.phantom.body import fat_thickness
 from deepstationing.phantom.grid import Grid
 from deepstationing.phantom.landmarks import measure_landmarks
 from deepstationing.phantom.nodes import place_nodes
-from deepstationing.phantom.params import PRESETS, draw_parameters, grid_for
+from deepstationing.phantom.params import PRESETS, draw_parameters, grid_for, grid_for_case
 from deepstationing.phantom.raster import rasterize
 from deepstationing.phantom.stations import build_stations, draw_annotator
 
@@ -49,7 +51,7 @@ __all__ = ["PhantomCase", "generate_case", "generate_cohort", "write_case", "cas
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the same (seed, index) would produce different voxels.
-PHANTOM_VERSION = "1.0"
+PHANTOM_VERSION = "2.0"
 GENERATOR = "deepstationing.phantom"
 
 
@@ -68,6 +70,7 @@ class PhantomCase:
     nodes: Image
     nodes_list: list[dict]
     meta: dict
+    body: Image | None = None
 
     def write(self, folder: str | os.PathLike) -> Path:
         """Write the six case files into ``folder`` (see :mod:`deepstationing.data.cohort`)."""
@@ -86,7 +89,7 @@ def _grid(p: dict, anat: Anatomy, spacing, shape_xy) -> Grid:
 
 def generate_case(index: int, *, seed: int = 0, preset: str = "small",
                   spacing: tuple[float, float, float] | None = None,
-                  timings: dict | None = None) -> PhantomCase:
+                  acquisition: str = "fixed", timings: dict | None = None) -> PhantomCase:
     """Generate phantom case ``index`` of cohort ``seed`` on the ``preset`` grid.
 
     Args:
@@ -96,43 +99,59 @@ def generate_case(index: int, *, seed: int = 0, preset: str = "small",
             2.8 x 2.8 x 5 mm); see :data:`~deepstationing.phantom.params.PRESETS`.
         spacing: optional ``(x, y, z)`` spacing in mm replacing the preset's (same field of
             view).
+        acquisition: ``"fixed"`` (the preset's grid) or ``"varied"`` (the preset's matrix over
+            the case's own field of view ``fov_mm`` 300-500 mm, slices of ``slice_mm``
+            1-5 mm); see :func:`~deepstationing.phantom.params.grid_for_case`.
         timings: optional dict that receives the seconds spent per stage.
 
     Returns:
         :class:`PhantomCase` with ``ct`` (int16 HU), ``organs`` (uint8), ``stations`` (uint8),
-        ``nodes`` (uint16 instance map), ``nodes_list`` and ``meta``.
+        ``nodes`` (uint16 instance map), ``nodes_list``, ``meta`` and ``body`` (the body mask:
+        torso, breasts and arms; not written to disk).
     """
     if index < 0:
         raise ValueError("case index must be >= 0")
-    t0 = time.perf_counter()
-    sp, shape_xy = grid_for(preset, spacing)
+    t = [time.perf_counter()]
     ss = np.random.SeedSequence([int(seed), int(index)])
-    s_par, s_ann, s_nod, s_noise = ss.spawn(4)
+    s_par, s_ann, s_nod, s_noise, s_tree = ss.spawn(5)
     p = draw_parameters(np.random.default_rng(s_par))
-    anat = Anatomy(p)
+    sp, shape_xy = grid_for_case(preset, p, spacing, acquisition)
+    anat = Anatomy(p, tree_seed=s_tree)
     grid = _grid(p, anat, sp, shape_xy)
     hu = hu_table(p)
     ras = rasterize(anat, grid, hu)
-    t1 = time.perf_counter()
+    t.append(time.perf_counter())
     lm = measure_landmarks(ras.organs, grid.spacing, grid.origin,
                            anat.lv["dia"] + grid.shift[2])
     annot = draw_annotator(np.random.default_rng(s_ann), p["annot_amp"])
     stations = build_stations(anat, grid, ras.organs, ras.support, ras.z_anat, ras.xa, ras.ya,
                               lm, annot)
-    t2 = time.perf_counter()
+    t.append(time.perf_counter())
     nodes, nodes_list, counts = place_nodes(stations, ras.organs, ras.hu, grid.spacing,
                                             grid.origin, np.random.default_rng(s_nod))
-    t3 = time.perf_counter()
-    ct = add_noise_to_int16(ras.hu, p["noise_sd"], np.random.default_rng(s_noise),
-                            grid.spacing[0])
-    t4 = time.perf_counter()
+    t.append(time.perf_counter())
+    ct = finish_ct(ras.hu, p, hu, anat, grid, np.random.default_rng(s_noise), ras.body)
+    t.append(time.perf_counter())
+    meta = _meta(index, seed, preset, acquisition, grid, p, anat, ras, hu)
+    meta.update({"annotator": annot, "landmarks": lm, "nodes_per_station": counts})
+    if timings is not None:
+        timings.update({k: t[i + 1] - t[i] for i, k in
+                        enumerate(("anatomy_raster", "stations", "nodes", "noise"))})
+        timings["total"] = t[-1] - t[0]
     geo = {"spacing": grid.spacing, "origin": grid.origin}
-    cid = case_id(index)
-    meta = {
-        "id": cid,
+    return PhantomCase(meta["id"], Image(ct, **geo), Image(ras.organs, **geo),
+                       Image(stations, **geo), Image(nodes, **geo), nodes_list, meta,
+                       Image(ras.body.astype(np.uint8), **geo))
+
+
+def _meta(index, seed, preset, acquisition, grid, p, anat, ras, hu) -> dict:
+    table = ras.extras["table"]
+    return {
+        "id": case_id(index),
         "index": int(index),
         "seed": int(seed),
         "preset": preset,
+        "acquisition": acquisition,
         "generator": GENERATOR,
         "version": PHANTOM_VERSION,
         "package_version": __version__,
@@ -142,24 +161,13 @@ def generate_case(index: int, *, seed: int = 0, preset: str = "small",
         "world_from_anatomy": {"rot_z_deg": p["rot_z_deg"],
                                "shift_mm": list(grid.shift)},
         "params": p,
-        "annotator": annot,
-        "landmarks": lm,
         "levels_anatomy_mm": {k: round(float(v), 3) for k, v in anat.lv.items()},
-        "nodes_per_station": counts,
+        "body": {"fat_mm": round(fat_thickness(p), 2),
+                 "table_top_y_world": round(float(table.y_top), 2),
+                 "table_radius_mm": round(float(table.radius), 1),
+                 "lung_tree_segments": int(len(anat.trees.a)) if anat.trees else 0},
         "hu_table": {k: round(float(v), 2) for k, v in hu.items()},
     }
-    if timings is not None:
-        timings.update({"anatomy_raster": t1 - t0, "stations": t2 - t1, "nodes": t3 - t2,
-                        "noise": t4 - t3, "total": t4 - t0})
-    return PhantomCase(
-        cid,
-        Image(ct, **geo),
-        Image(ras.organs, **geo),
-        Image(stations, **geo),
-        Image(nodes, **geo),
-        nodes_list,
-        meta,
-    )
 
 
 def write_case(case: PhantomCase, folder: str | os.PathLike) -> Path:

@@ -1,8 +1,8 @@
 """Parts: the rasterised structures of the phantom, and the helpers the organ builders share.
 
-A :class:`Part` is one structure (an organ, an unlabelled vessel or bone, a fat filler, a lung
-decoration): its shape (:mod:`.shapes`), its label, how it looks in CT, how much mediastinal fat
-it carries, and its label priority (``rank``). The organ-family builders
+A :class:`Part` is one structure (an organ, an unlabelled vessel or bone, a fat filler): its
+shape (:mod:`.shapes`), its label, how it looks in CT, how much mediastinal fat it carries, and
+its label priority (``rank``). The organ-family builders
 (:mod:`deepstationing.phantom.families`) return lists of parts.
 
 >>> import numpy as np
@@ -51,7 +51,6 @@ class Part:
     pad: float = 0.0
     pv: bool = False
     claim: bool = True
-    lung_only: bool = False  # decorations drawn only inside lung (intrapulmonary vessels)
     carve: tuple = ()  # ((shape, margin_mm), ...): keep this part ``margin`` away from them
     above_diaphragm: bool = False  # cut by the diaphragm surface
     rank: int = 0  # label priority: lower ranks win overlaps (stable within a rank)

@@ -7,8 +7,9 @@ the families before it: the heart is kept clear of the esophagus and the aorta).
 means adding its part to its family's builder (or a new module here, listed in
 :data:`FAMILIES`) and its label to :mod:`deepstationing.schema`.
 
-Parts with ``lung_only`` (intrapulmonary vessels and bronchi) become the anatomy's
-*decorations*: they change the HU inside the lungs and never a label.
+The lung trees (``lung_tree``) are no parts: the builder grows the intrapulmonary vessels and
+bronchi (:mod:`deepstationing.phantom.trees`), which change the HU inside the lungs and never
+a label.
 
 >>> [f.__name__.rsplit(".", 1)[1] for f in FAMILIES][:4]
 ['bones', 'airway', 'esophagus', 'aorta']

@@ -46,13 +46,13 @@ def build(anat) -> list[Part]:
         [(58, 16, ht - 38), (36, 8, ht - 35), (18, 2, ht - 30)],
     ]
     parts = [
-        Part("pa_trunk", pa_t, OID["pulmonary_artery"], ("solid", "arterial"), pad=6 * fm,
+        Part("pa_trunk", pa_t, OID["pulmonary_artery"], ("solid", "pulm_arterial"), pad=6 * fm,
              pv=True),
-        Part("lpa", pa_l, OID["pulmonary_artery"], ("solid", "arterial"), pad=5 * fm, pv=True),
-        Part("rpa", pa_r, OID["pulmonary_artery"], ("solid", "arterial"), pad=5 * fm, pv=True),
+        Part("lpa", pa_l, OID["pulmonary_artery"], ("solid", "pulm_arterial"), pad=5 * fm, pv=True),
+        Part("rpa", pa_r, OID["pulmonary_artery"], ("solid", "pulm_arterial"), pad=5 * fm, pv=True),
     ]
     for i, v in enumerate(pvs):
         parts.append(Part(f"pulmonary_vein{i}", tube(None, None, v, pvr, step=2.5),
-                          OID["pulmonary_vein"], ("solid", "venous"), pad=3 * fm, pv=True,
+                          OID["pulmonary_vein"], ("solid", "pulm_venous"), pad=3 * fm, pv=True,
                           rank=RANK_VEINS))
     return parts
