@@ -110,6 +110,7 @@ class Anatomy:
         self._ba = [0.97 * W, W, W, 0.93 * W, 0.72 * W, 0.48 * W, 0.46 * W]
         self._bb = [D, 1.02 * D, D, 0.93 * D, 0.8 * D, 0.64 * D, 0.62 * D]
         self._by = [18, 18, 18, 16, 22, 30, 30]
+        self.lean = Column(zk, [0.0] * 7, self._by, self._ba, self._bb)  # torso without habitus
         # cavity (inside the ribs): anterior edge behind the sternum, posterior beside spine
         t_sc, t_m = p["fat_subcut"], p["muscle_wall"]
         ant = [0.6 * t_sc + 6 + p["sternum_thick"]] * 7

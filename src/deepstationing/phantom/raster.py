@@ -70,7 +70,7 @@ def _prepare(anat: Anatomy, grid: Grid, hu: dict[str, float]) -> Case:
     pboxes = [part_boxes(grid, pt.shape, za, sub if pt.pv else (),
                          pt.pad if pt.claim else 0.0) for pt in anat.parts]
     anat.outline.prepare(za)
-    for shp in [anat.cavity] + [pt.shape for pt in anat.parts]:
+    for shp in [anat.cavity, anat.lean] + [pt.shape for pt in anat.parts]:
         if isinstance(shp, Column):
             shp.prepare(za)
     coords = grid.coords(np.arange(ny + 4), np.arange(nx + 4)) if fine else (xa, ya)

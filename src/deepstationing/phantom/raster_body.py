@@ -62,6 +62,9 @@ def body_layers(c: Case, k: int) -> Slice | None:
     if cav is not None:
         s.sd_cav = anat.cavity.sd(XB, YB, z)
         s.cav_in = s.sd_cav < 0
+    # the station support in the neck is defined on the lean body (as in phantom 1.x), so
+    # that the station truth does not depend on the habitus
+    s.deep_lean = anat.lean.sd(XB, YB, z) < -anat.p["fat_subcut"]
     _muscles(c, s)
     if sd_b is not None:
         _breast_glands(c, hb, XB, YB, z, sd_b, deep)

@@ -186,3 +186,4 @@ class Slice:
     cav: object
     cav_in: np.ndarray
     sd_cav: np.ndarray | None = None
+    deep_lean: np.ndarray | None = None  # under the lean body's fat: the neck's station support

@@ -38,7 +38,7 @@ def lungs(c: Case, s: Slice) -> np.ndarray | None:
     cl = s.claimed[body_box]
     apex_max = max(lv["apex_r"], lv["apex_l"])
     if not (s.cav is not None and z < apex_max and z > lv["bottom"] - 60):
-        sup = (ebox < 0) & s.deep & ~cl
+        sup = (ebox < 0) & s.deep_lean & ~cl
         c.support[s.k][body_box] = sup
         hb[sup] = H["fat"]
         return None
@@ -68,10 +68,10 @@ def lungs(c: Case, s: Slice) -> np.ndarray | None:
     _slab_mix(c, s, free, dia, apex, lung_hu, tissue)
     sup = (ebox < 0) & cav_in & ~cl & ~lung & above_dia
     if z >= min(lv["apex_r"], lv["apex_l"]):
-        sup |= (ebox < 0) & s.deep & ~cl & ~cav_in
+        sup |= (ebox < 0) & s.deep_lean & ~cl & ~cav_in
     c.support[s.k][body_box] = sup
     hb[(ebox < 0) & cav_in & ~cl & ~lung] = H["fat"]
-    hb[(ebox < 0) & s.deep & ~cl & ~cav_in] = H["fat"]
+    hb[(ebox < 0) & s.deep_lean & ~cl & ~cav_in] = H["fat"]
     return lung
 
 
