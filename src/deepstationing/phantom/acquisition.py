@@ -17,8 +17,8 @@ Applied slice by slice to the noise-free HU of :func:`.raster.rasterize`:
    arms are down. Its SD is ``noise_sd`` (10-25 HU at 5 mm, mid-chest), scaled by
    ``sqrt(5 mm / slice thickness)`` and per slice by the attenuation of its widest row
    (``exp(0.004 (L - 300 mm))``, 0.7-2, ``L`` the water-equivalent width: shoulders and arms
-   raise it). Each slice takes one of a few precomputed noise images, shifted and flipped at
-   random (cheap, and the same spectrum).
+   raise it); a quarter of it in the air outside the body. Each slice takes one of a few
+   precomputed noise images, shifted and flipped at random (cheap, and the same spectrum).
 4. Clipping to [-1024, 3071] and rounding to int16.
 
 >>> import numpy as np
@@ -32,6 +32,10 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["noise_bank", "speck_bank", "finish_ct"]
+
+
+#: noise outside the body relative to inside (real CT: about 4 HU in the air around a chest)
+AIR_NOISE = 0.25
 
 
 def noise_bank(rng: np.random.Generator, shape: tuple[int, int], px: float, kernel: float,
@@ -149,6 +153,30 @@ def _attenuation_scale(hs: np.ndarray, px: float) -> float:
     return float(np.clip(np.exp(0.004 * (width - 300.0)), 0.7, 2.0))
 
 
+def _window(bank: np.ndarray, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A random window of a random (periodic, tiled 2 x 2) bank image, flipped at random."""
+    ny, nx = shape
+    w = bank[int(rng.integers(len(bank)))]
+    dy, dx = int(rng.integers(ny)), int(rng.integers(nx))
+    w = w[dy:dy + ny, dx:dx + nx]
+    return w[:, ::-1] if rng.random() < 0.5 else w
+
+
+def _texture(hs, box, inb, fields, H, p, specks_w) -> None:
+    """Fat and lung texture and the vessel specks inside the body's bounding ``box``."""
+    (fat_f, fy, fx), (lung_f, ly, lx) = fields
+    r, c = box
+    h = hs[r, c]
+    w = np.clip(1.0 - np.abs(h - np.float32(H["fat"])) / np.float32(35.0), 0.0, 1.0)
+    w *= inb
+    h += np.float32(p["fat_texture"]) * w * (fy[r] @ fat_f @ fx[c].T)
+    w = np.clip(1.0 - np.abs(h - np.float32(H["lung"] + 30.0)) / np.float32(120.0), 0.0, 1.0)
+    w *= inb
+    h += np.float32(p["lung_texture"]) * w * (ly[r] @ lung_f @ lx[c].T)
+    w *= specks_w[r, c]
+    h += w * (np.float32(H["pulm_arterial"]) - h)
+
+
 def finish_ct(hu: np.ndarray, p: dict, H: dict, anat, grid, rng: np.random.Generator,
               body: np.ndarray) -> np.ndarray:
     """Texture, streaks and noise on ``hu`` (float32 ``[z, y, x]``, modified in place);
@@ -156,38 +184,30 @@ def finish_ct(hu: np.ndarray, p: dict, H: dict, anat, grid, rng: np.random.Gener
     body (the table's foam core is not lung)."""
     nz, ny, nx = hu.shape
     px, dz = float(grid.spacing[0]), float(grid.spacing[2])
-    arms_down = p["arms"] == "down"
-    bank = noise_bank(rng, (ny, nx), px, p["kernel"], 0.35 if arms_down else 0.1)
-    specks = speck_bank(rng, (ny, nx), px)
-    vessel_hu = np.float32(H["pulm_arterial"])
+    tile = lambda b: np.tile(b, (1, 2, 2))  # noqa: E731 - periodic banks, windows are views
+    bank = tile(noise_bank(rng, (ny, nx), px, p["kernel"],
+                           0.35 if p["arms"] == "down" else 0.1))
+    specks = tile(speck_bank(rng, (ny, nx), px))
     fat_f, fy, fx = _smooth_field(rng, nz, (ny, nx), px, 12.0)
     lung_f, ly, lx = _smooth_field(rng, nz, (ny, nx), px, 7.0)
     hum = _humerus_pixels(anat, grid, grid.slice_z_world() - grid.shift[2])
     hum_r = anat.arms[0].humerus.radii[0] / px if anat.arms else 0.0
     sd0 = p["noise_sd"] * np.sqrt(5.0 / dz)
-    fat_hu, lung_hu = float(H["fat"]), float(H["lung"])
     out = np.empty(hu.shape, np.int16)
     for k in range(nz):
         hs = hu[k]
-        inb = body[k]
-        w = np.clip(1.0 - np.abs(hs - fat_hu) / 35.0, 0.0, 1.0)
-        w *= inb
-        hs += p["fat_texture"] * w * (fy @ fat_f[k] @ fx.T)
-        w = np.clip(1.0 - np.abs(hs - (lung_hu + 30.0)) / 120.0, 0.0, 1.0)
-        w *= inb
-        hs += p["lung_texture"] * w * (ly @ lung_f[k] @ lx.T)
-        sp = np.roll(specks[k % len(specks)], (int(rng.integers(ny)), int(rng.integers(nx))),
-                     axis=(0, 1))
-        sp *= w
-        hs += sp * (vessel_hu - hs)
+        rows, cols = np.nonzero(body[k].any(axis=1))[0], np.nonzero(body[k].any(axis=0))[0]
+        sp = _window(specks, rng, (ny, nx))
+        if rows.size:
+            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            _texture(hs, box, body[k][box], ((fat_f[k], fy, fx), (lung_f[k], ly, lx)), H,
+                     p, sp)
         if not np.isnan(hum[k]).any():
             _streaks(hs, hum[k], hum_r, p["streaks"], rng)
         scale = sd0 * _attenuation_scale(hs, px)
-        b = bank[int(rng.integers(len(bank)))]
-        shifted = np.roll(b, (int(rng.integers(ny)), int(rng.integers(nx))), axis=(0, 1))
-        if rng.random() < 0.5:
-            shifted = shifted[:, ::-1]
-        hs += np.float32(scale) * shifted
+        noise = _window(bank, rng, (ny, nx)) * np.where(body[k], np.float32(scale),
+                                                          np.float32(AIR_NOISE * scale))
+        hs += noise
         np.clip(hs, -1024, 3071, out=hs)
         out[k] = np.rint(hs)
     return out

@@ -3,8 +3,9 @@
 *Torso.* The lean torso (the per-slice ellipses that the thoracic cavity and every organ are
 built from) is grown by the subcutaneous fat that the case's BMI adds (``fat_subcut`` x
 ``(bmi / 26)^2``: all of it anteriorly and laterally, half of it posteriorly), drawn as a
-superellipse of exponent ``body_power`` (2: oval, 2.8: boxy) and flattened where the back lies
-on the table (``back_flat``).
+superellipse-like curve of exponent ``body_power`` (2: oval, 2.8: boxier; the radius blends
+the ellipse's and the exponent-4 curve's) and flattened where the back lies on the table
+(``back_flat``).
 
 *Breasts* (female cases): two ellipsoids on the anterior chest wall at the level of ribs 2-6,
 falling laterally as in a supine patient; radius 40-85 mm with ``breast_size`` and the BMI.
@@ -55,6 +56,25 @@ def fat_thickness(p: dict) -> float:
     return float(np.clip(p["fat_subcut"] * (p["bmi"] / 26.0) ** 2, 3.0, 70.0))
 
 
+def _superellipse_sd(x, y, prm, power: float) -> np.ndarray:
+    """Approximate signed distance (mm) to a superellipse of exponent ``power`` in [2, 4]:
+    the radius function blends the ellipse's (``power`` 2) and the ``power``-4 curve's,
+    which needs square roots only (no fractional powers)."""
+    cx, cy, a, b = prm
+    u = np.abs(np.asarray(x, np.float32) - np.float32(cx)) / np.float32(max(a, 1e-3))
+    v = np.abs(np.asarray(y, np.float32) - np.float32(cy)) / np.float32(max(b, 1e-3))
+    u *= u
+    v *= v
+    beta = np.float32(np.clip((power - 2.0) / 2.0, 0.0, 1.0))
+    rho = np.sqrt(u + v)
+    if beta > 0:
+        rho *= 1 - beta
+        rho += beta * np.sqrt(np.sqrt(u * u + v * v))
+    rho -= 1.0
+    rho *= np.float32(min(a, b))
+    return rho
+
+
 class Outline:
     """Torso (superellipse column, flattened back) united with the breasts."""
 
@@ -69,9 +89,11 @@ class Outline:
 
     def sd_parts(self, x, y, z: float) -> tuple[np.ndarray, np.ndarray | None]:
         """Signed distances to the torso and to the breasts (None without breasts)."""
-        sd = self.torso.sd(x, y, z)
         prm = self.torso.params(z)
-        if prm is not None:
+        if prm is None:
+            sd = np.full(np.shape(x), np.inf, np.float32)
+        else:
+            sd = _superellipse_sd(x, y, prm, self.torso.power)
             flat = np.asarray(y, np.float32) - np.float32(prm[1] + self.back_flat * prm[3])
             sd = np.maximum(sd, flat)
         sb = None

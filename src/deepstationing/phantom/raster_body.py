@@ -18,7 +18,7 @@ import numpy as np
 from deepstationing.phantom.body import fat_thickness, smooth_union
 from deepstationing.phantom.raster_core import Case, Slice, soft
 
-__all__ = ["body_layers", "chest_wall_bones", "limbs", "band_fraction"]
+__all__ = ["body_layers", "chest_wall_bones", "limbs", "band_fraction", "deep_lean"]
 
 RIB_PERIOD, RIB_WIDTH = 26.0, 9.0
 
@@ -53,7 +53,7 @@ def body_layers(c: Case, k: int) -> Slice | None:
     body_full = np.zeros((ny, nx), bool)
     body_full[body_box] = inside
     c.body[k][body_box] = inside
-    hb[inside] = H["fat"]
+    np.copyto(hb, H["fat"], where=inside)
     deep = sd_t < -fat_thickness(anat.p)
     cav = anat.cavity.bbox(z)
     s = Slice(k, z, c.organs[k], hs, np.zeros((ny, nx), bool),
@@ -62,34 +62,40 @@ def body_layers(c: Case, k: int) -> Slice | None:
     if cav is not None:
         s.sd_cav = anat.cavity.sd(XB, YB, z)
         s.cav_in = s.sd_cav < 0
-    # the station support in the neck is defined on the lean body (as in phantom 1.x), so
-    # that the station truth does not depend on the habitus
-    s.deep_lean = anat.lean.sd(XB, YB, z) < -anat.p["fat_subcut"]
     _muscles(c, s)
     if sd_b is not None:
         _breast_glands(c, hb, XB, YB, z, sd_b, deep)
-    hb[(sd_body < 0) & (sd_body > -1.5)] = H["skin"]
-    if cav is not None:
-        hb[s.cav_in] = H["fat"]
+    np.copyto(hb, H["skin"], where=inside & (sd_body > -1.5))
     return s
+
+
+def deep_lean(c: Case, s: Slice) -> np.ndarray:
+    """Under the *lean* body's subcutaneous fat (phantom 1.x's definition): the station
+    support in the neck, so that the station truth does not depend on the habitus."""
+    if s.deep_lean is None:
+        s.deep_lean = c.anat.lean.sd(s.XB, s.YB, s.z) < -c.anat.p["fat_subcut"]
+    return s.deep_lean
 
 
 def _muscles(c: Case, s: Slice) -> None:
     """Chest-wall muscle under the subcutaneous fat: about 38 mm thicker at the back
     (paraspinal), up to 18 mm at the front (pectoral, above the heart), thinnest laterally,
-    with a fat plane between the outer and inner layers; deeper tissue beyond it is fat."""
+    with a fat plane between the outer and inner layers; deeper tissue beyond it is fat.
+    The thoracic cavity is fat (its organs come later)."""
     H, hb, deep = c.H, s.hb, s.deep
     if s.sd_cav is None:
-        hb[deep] = H["muscle"]
+        np.copyto(hb, H["muscle"], where=deep)
         return
+    np.copyto(hb, H["fat"], where=s.cav_in)
+    wall = deep & ~s.cav_in
     yc = c.anat.cavity.params(s.z)[1]
-    x, y, sdc = s.XB[deep], s.YB[deep] - yc, s.sd_cav[deep]
+    x, y, sdc = s.XB[wall], s.YB[wall] - yc, s.sd_cav[wall]
     cos = -y / np.maximum(np.sqrt(x * x + y * y), 1e-3)  # 1 anterior, -1 posterior
     ant = np.clip(cos, 0, 1) ** 2 * (18.0 if s.z > c.anat.lv["heart_top"] - 40 else 8.0)
     thick = 0.6 * c.anat.p["muscle_wall"] + 6.0 + ant + np.clip(-cos, 0, 1) ** 3 * 38.0
     muscle = sdc < thick
     plane = muscle & (np.abs(sdc - 0.5 * thick) < 0.9) & (cos > -0.3)
-    hb[deep] = np.where(muscle & ~plane, H["muscle"], H["fat"])
+    hb[wall] = np.where(muscle & ~plane, H["muscle"], H["fat"])
 
 
 def _breast_glands(c: Case, hb, XB, YB, z: float, sd_b: np.ndarray, deep: np.ndarray) -> None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from deepstationing.phantom.parts import OID
+from deepstationing.phantom.raster_body import deep_lean
 from deepstationing.phantom.raster_core import Case, Slice
-from deepstationing.phantom.trees import ARTERY, BRONCHUS, VEIN, slab_boxes, splat
+from deepstationing.phantom.trees import slab_boxes, splat
 
 __all__ = ["lungs", "lung_trees", "slab_fraction"]
 
@@ -38,7 +39,7 @@ def lungs(c: Case, s: Slice) -> np.ndarray | None:
     cl = s.claimed[body_box]
     apex_max = max(lv["apex_r"], lv["apex_l"])
     if not (s.cav is not None and z < apex_max and z > lv["bottom"] - 60):
-        sup = (ebox < 0) & s.deep_lean & ~cl
+        sup = (ebox < 0) & deep_lean(c, s) & ~cl
         c.support[s.k][body_box] = sup
         hb[sup] = H["fat"]
         return None
@@ -56,50 +57,54 @@ def lungs(c: Case, s: Slice) -> np.ndarray | None:
     lb[lung & right] = OID["lung_r"]
     lb[lung & ~right] = OID["lung_l"]
     cf = anat.cavity.params(z)
-    yf, yb2 = cf[1] - cf[3], cf[1] + cf[3]
-    grad = np.clip((YB - yf) / max(yb2 - yf, 1.0), 0, 1)
-    lung_hu = H["lung"] + np.float32(anat.p["lung_gravity"]) * grad
-    hb[lung] = lung_hu[lung]
+    hb[lung] = _lung_hu(c, cf, YB[lung])
     abd = cav_in & ~above_dia & ~cl
-    tissue = _abdomen(c, s, cf, dia)
     if abd.any():
-        hb[abd] = tissue[abd]
+        hb[abd] = _abdomen(c, z, cf, XB[abd], YB[abd], dia[abd])
         cl |= abd
-    _slab_mix(c, s, free, dia, apex, lung_hu, tissue)
+    _slab_mix(c, s, free, dia, apex, cf)
     sup = (ebox < 0) & cav_in & ~cl & ~lung & above_dia
     if z >= min(lv["apex_r"], lv["apex_l"]):
-        sup |= (ebox < 0) & s.deep_lean & ~cl & ~cav_in
+        sup |= (ebox < 0) & deep_lean(c, s) & ~cl & ~cav_in
     c.support[s.k][body_box] = sup
     hb[(ebox < 0) & cav_in & ~cl & ~lung] = H["fat"]
-    hb[(ebox < 0) & s.deep_lean & ~cl & ~cav_in] = H["fat"]
+    hb[(ebox < 0) & s.deep & ~cl & ~cav_in] = H["fat"]
     return lung
 
 
-def _slab_mix(c: Case, s: Slice, free, dia, apex, lung_hu, tissue) -> None:
+def _lung_hu(c: Case, cf, y: np.ndarray) -> np.ndarray:
+    """Lung parenchyma HU at anatomy ``y``: ``lung_hu`` plus the posterior (gravity) gradient
+    across the cavity ``cf``."""
+    yf, yb2 = cf[1] - cf[3], cf[1] + cf[3]
+    grad = np.clip((y - yf) / max(yb2 - yf, 1.0), 0, 1)
+    return c.H["lung"] + np.float32(c.anat.p["lung_gravity"]) * grad
+
+
+def _slab_mix(c: Case, s: Slice, free, dia, apex, cf) -> None:
     """Partial volume of the diaphragm (lung / abdomen) and the apical domes (lung / fat)."""
     z, hb, half = s.z, s.hb, 0.5 * c.dz
     near = free & (np.abs(z - dia) < half)
-    if apex is not None:
-        near_apex = free & (np.abs(apex - z) < half) & (z > dia)
-    else:
-        near_apex = None
     if near.any():
         f = slab_fraction((z - dia)[near], c.dz).astype(np.float32)
-        hb[near] = f * lung_hu[near] + (1 - f) * tissue[near]
-    if near_apex is not None and near_apex.any():
-        f = slab_fraction((apex - z)[near_apex], c.dz).astype(np.float32)
-        hb[near_apex] = f * lung_hu[near_apex] + (1 - f) * c.H["fat"]
+        tissue = _abdomen(c, z, cf, s.XB[near], s.YB[near], dia[near])
+        hb[near] = f * _lung_hu(c, cf, s.YB[near]) + (1 - f) * tissue
+    if apex is None:
+        return
+    near = free & (np.abs(apex - z) < half) & (z > dia)
+    if near.any():
+        f = slab_fraction((apex - z)[near], c.dz).astype(np.float32)
+        hb[near] = f * _lung_hu(c, cf, s.YB[near]) + (1 - f) * c.H["fat"]
 
 
-def _abdomen(c: Case, s: Slice, cf, dia) -> np.ndarray:
+def _abdomen(c: Case, z: float, cf, x, y, dia) -> np.ndarray:
     """Liver, stomach (with a fundal air cap) and spleen below the diaphragm (unlabelled):
-    the abdominal HU of every pixel of the body box."""
-    H, XB, YB, z = c.H, s.XB, s.YB, s.z
-    liver = XB < 12.0 + 0.2 * (YB - cf[1])
+    the abdominal HU at anatomy ``x, y`` (diaphragm height ``dia`` there)."""
+    H = c.H
+    liver = x < 12.0 + 0.2 * (y - cf[1])
     st_c = (42.0, cf[1] - 12.0)
-    stom = ((XB - st_c[0]) / 38.0) ** 2 + ((YB - st_c[1]) / 30.0) ** 2 < 1.0
+    stom = ((x - st_c[0]) / 38.0) ** 2 + ((y - st_c[1]) / 30.0) ** 2 < 1.0
     tissue = np.where(liver, H["liver"], np.where(stom, H["stomach"], H["spleen"]))
-    air_cap = stom & ~liver & (z > dia - 18.0) & (YB < st_c[1])
+    air_cap = stom & ~liver & (z > dia - 18.0) & (y < st_c[1])
     return np.where(air_cap, H["air"], tissue).astype(np.float32)
 
 
@@ -111,27 +116,19 @@ def lung_trees(c: Case, s: Slice, lung_mask: np.ndarray | None) -> None:
     idx = trees.active(s.z, 0.5 * c.dz)
     if idx.size == 0:
         return
-    zq = s.z + np.array([-c.dz / 3.0, 0.0, c.dz / 3.0])
     boxes = c.grid.pixel_boxes(slab_boxes(trees, idx, s.z, 0.5 * c.dz))
     pix = np.array([(b[0].start, b[0].stop, b[1].start, b[1].stop) if b else (0, 0, 0, 0)
                     for b in boxes], np.int64).reshape(-1, 4)
-    acc = {}
-    for key, kind, scale in (("a", ARTERY, 1.0), ("v", VEIN, 1.0), ("w", BRONCHUS, 1.0),
-                             ("l", BRONCHUS, 0.6)):
-        acc[key] = np.zeros(lung_mask.shape, np.float32)
-        sel = trees.kind[idx] == kind
-        if sel.any():
-            splat(acc[key], trees, idx[sel], pix[sel], c.xa, c.ya, zq, c.px, s.body_box,
-                  scale)
+    acc = np.zeros((4,) + lung_mask.shape, np.float32)  # ARTERY, VEIN, BRONCHUS, LUMEN
+    splat(acc, trees, idx, pix, c.xa, c.ya, s.z, c.dz, c.px, s.body_box,
+          c.coords if c.fine else None)
     _paint_trees(c, s, lung_mask, acc)
 
 
-def _paint_trees(c: Case, s: Slice, lung_mask: np.ndarray, acc: dict) -> None:
+def _paint_trees(c: Case, s: Slice, lung_mask: np.ndarray, acc: np.ndarray) -> None:
     H, hb = c.H, s.hb
     m = lung_mask.astype(np.float32)
-    for key, hu in (("a", H["pulm_arterial"]), ("v", H["pulm_venous"]),
-                    ("w", H["cartilage"] * 0.6), ("l", H["air"])):
-        a = acc[key]
+    for a, hu in zip(acc, (H["pulm_arterial"], H["pulm_venous"], H["cartilage"] * 0.6,
+                           H["air"])):
         a *= m
         hb += a * (np.float32(hu) - hb)
-

@@ -24,7 +24,7 @@ their true integrated density instead of showing as full-contrast dots.
 >>> anat = Anatomy(draw_parameters(np.random.default_rng(0)), tree_seed=1)
 >>> t = anat.trees
 >>> sorted(set(t.kind.tolist())), bool(t.r0.max() < 8.0), len(t.a)
-([0, 1, 2], True, 1338)
+([0, 1, 2, 3], True, 1144)
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Trees", "grow_trees", "ARTERY", "VEIN", "BRONCHUS"]
+__all__ = ["Trees", "grow_trees", "ARTERY", "VEIN", "BRONCHUS", "LUMEN"]
 
-ARTERY, VEIN, BRONCHUS = 0, 1, 2
-N_POINTS = 160  # terminal points per vessel tree
+ARTERY, VEIN, BRONCHUS, LUMEN = 0, 1, 2, 3
+LUMEN_FRACTION = 0.6  # bronchial lumen radius / outer radius
+N_POINTS = 128  # terminal points per vessel tree
 BRONCHUS_DEPTH = 5  # generations of the arterial tree that have a bronchus beside them
 
 
@@ -142,7 +143,10 @@ def grow_trees(anat, rng: np.random.Generator) -> Trees:
         _partition(anat.tubes[pa].points[-1], pts, 6.0 * vs, N_POINTS, 0, art, ARTERY)
         pts = _sample_lung(anat, inside, rng, sg, N_POINTS)
         _partition(np.array(pv), pts, 5.5 * vs, N_POINTS, 0, rows, VEIN)
-        rows += art + _bronchi(art)
+        bro = _bronchi(art)
+        lumen = [(a, b, LUMEN_FRACTION * r0, LUMEN_FRACTION * r1, LUMEN, d)
+                 for a, b, r0, r1, _k, d in bro]
+        rows += art + bro + lumen
     a = np.array([r[0] for r in rows], float)
     b = np.array([r[1] for r in rows], float)
     return Trees(a, b, np.array([r[2] for r in rows]), np.array([r[3] for r in rows]),
@@ -181,9 +185,12 @@ def coverage(X: np.ndarray, Y: np.ndarray, zq: np.ndarray, a, b, r0, r1,
     r0 = np.broadcast_to(np.asarray(r0, f32), (len(a),))
     r1 = np.broadcast_to(np.asarray(r1, f32), (len(a),))
     r = r0[e] + t * (r1 - r0)[e]
-    thick = np.clip(0.5 + (r - d) / f32(px), 0.0, 1.0)
-    thin = (2 * r / f32(px)) * np.clip(1.0 - d / f32(px), 0.0, 1.0)
-    cov = np.where((2 * np.maximum(r0, r1) >= px)[e], thick, thin).mean(axis=1)
+    cov = np.clip(0.5 + (r - d) / f32(px), 0.0, 1.0)
+    thin = 2 * np.maximum(r0, r1) < px
+    if thin.any():
+        tent = (2 * r / f32(px)) * np.clip(1.0 - d / f32(px), 0.0, 1.0)
+        cov = np.where(thin[e], tent, cov)
+    cov = cov.mean(axis=1)
     return cov[0] if one else cov
 
 
@@ -206,16 +213,27 @@ def slab_boxes(trees: Trees, idx: np.ndarray, z: float, half: float) -> np.ndarr
                     axis=1)
 
 
-_SIZES = np.array([2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024])
+def _upsample2(c: np.ndarray, h: int, w: int) -> np.ndarray:  # as Evaluator._up
+    """Bilinear 2x upsampling of the last two axes, cropped to ``(h, w)``."""
+    hc, wc = c.shape[-2:]
+    f = np.empty(c.shape[:-2] + (2 * hc - 1, 2 * wc - 1), np.float32)
+    f[..., ::2, ::2] = c
+    f[..., 1::2, ::2] = 0.5 * (c[..., :-1, :] + c[..., 1:, :])
+    f[..., 1::2] = 0.5 * (f[..., :-2:2] + f[..., 2::2])
+    return f[..., :h, :w]
 
 
-def splat(acc: np.ndarray, trees: Trees, idx: np.ndarray, pix: np.ndarray, xa: np.ndarray,
-          ya: np.ndarray, zq: np.ndarray, px: float, window: tuple, radius_scale: float = 1.0
-          ) -> None:
-    """Max-combine the coverage of segments ``idx`` into ``acc`` (the pixels of ``window``,
-    ``(rows, cols)`` slices of the image). ``pix``: ``(n, 4)`` pixel boxes ``r0, r1, c0, c1``
-    of the segments ``idx`` on this slab. Segments are evaluated in batches of similar box
-    height and width (each padded up to the next of 4, 6, 8, 12, 16, ... pixels)."""
+def splat(acc: np.ndarray, trees: Trees, idx: np.ndarray, pix: np.ndarray,
+          xa: np.ndarray, ya: np.ndarray, z: float, dz: float, px: float, window: tuple,
+          coarse: tuple | None = None) -> None:
+    """Max-combine the coverage of segments ``idx`` on the slice at ``z`` (thickness ``dz``)
+    into ``acc[kind]`` (``(4, h, w)``: the pixels of ``window``, ``(rows, cols)`` slices of
+    the image). ``pix``: ``(n, 4)`` pixel boxes ``r0, r1, c0, c1`` of the segments on this
+    slab. Segments are evaluated in batches of similar box height and width (each padded up
+    to the next power of two), at three heights of the slice (z - dz/3, z, z + dz/3). With
+    ``coarse`` (the anatomy coordinates of an image grid extended by 4 rows and columns, as
+    :class:`~deepstationing.phantom.raster_core.Evaluator` takes them), coverage is computed
+    at every second row and column and interpolated bilinearly (fine pixels)."""
     w0, w1 = window
     b = np.asarray(pix).copy()
     b[:, 0] = np.maximum(b[:, 0], w0.start)
@@ -225,20 +243,30 @@ def splat(acc: np.ndarray, trees: Trees, idx: np.ndarray, pix: np.ndarray, xa: n
     h, w = b[:, 1] - b[:, 0], b[:, 3] - b[:, 2]
     ok = (h > 0) & (w > 0)
     idx, b, h, w = idx[ok], b[ok], h[ok], w[ok]
-    ch = _SIZES[np.searchsorted(_SIZES, h)]
-    cw = _SIZES[np.searchsorted(_SIZES, w)]
-    key = ch * 4096 + cw
+    key = _POW2[np.searchsorted(_POW2, h)] * 4096 + _POW2[np.searchsorted(_POW2, w)]
+    zq = z + np.array([-dz / 3.0, 0.0, dz / 3.0])
     for kv in np.unique(key).tolist():
         Sh, Sw = divmod(kv, 4096)
         sel = np.nonzero(key == kv)[0]
         bs = b[sel]
+        i = idx[sel]
         rr = np.minimum(bs[:, 0, None] + np.arange(Sh)[None], bs[:, 1, None] - 1)
         cc = np.minimum(bs[:, 2, None] + np.arange(Sw)[None], bs[:, 3, None] - 1)
         R, C = rr[:, :, None], cc[:, None, :]
-        i = idx[sel]
-        cov = coverage(xa[R, C], ya[R, C], zq, trees.a[i], trees.b[i],
-                       radius_scale * trees.r0[i], radius_scale * trees.r1[i], px)
+        if coarse is None:
+            cov = coverage(xa[R, C], ya[R, C], zq, trees.a[i], trees.b[i], trees.r0[i],
+                           trees.r1[i], px)
+        else:
+            Rc = (bs[:, 0, None] + 2 * np.arange(Sh // 2 + 1)[None])[:, :, None]
+            Cc = (bs[:, 2, None] + 2 * np.arange(Sw // 2 + 1)[None])[:, None, :]
+            cov = _upsample2(coverage(coarse[0][Rc, Cc], coarse[1][Rc, Cc], zq, trees.a[i],
+                                      trees.b[i], trees.r0[i], trees.r1[i], 2 * px), Sh, Sw)
         # one scatter per batch: padded pixels repeat an edge pixel with its own value;
         # where two segments of a batch overlap, the later one's value is kept
-        ri, ci = R - w0.start, C - w1.start
-        acc[ri, ci] = np.maximum(acc[ri, ci], cov)
+        K = np.broadcast_to(trees.kind[i][:, None, None].astype(np.intp), cov.shape)
+        ri = np.broadcast_to(R - w0.start, cov.shape)
+        ci = np.broadcast_to(C - w1.start, cov.shape)
+        acc[K, ri, ci] = np.maximum(acc[K, ri, ci], cov)
+
+
+_POW2 = 2 ** np.arange(1, 12)
