@@ -224,3 +224,22 @@ def test_varied_acquisition_grid_and_exact_truth():
     assert not np.any((c.stations.array > 0) & (c.organs.array > 0))
     with pytest.raises(ValueError, match="varied"):
         generate_case(0, preset="small", spacing=(2.0, 2.0, 2.0), acquisition="varied")
+
+
+def test_cli_varied_cohort(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "v"
+    cmd = [sys.executable, "-m", "deepstationing", "phantom", "--cases", "2", "--out", str(out),
+           "--acquisition", "varied", "--seed", "1", "--quiet"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["acquisition"] == "varied" and manifest["spacing"] is None
+    spacings = {json.loads((out / f"case_00{i}" / "meta.json").read_text())["spacing"][2]
+                for i in range(2)}
+    assert len(spacings) == 2  # each case its own slice thickness
+    res = subprocess.run(cmd[:-1] + ["--spacing", "2", "2", "2"], capture_output=True,
+                         text=True)
+    assert res.returncode == 2 and "--spacing" in res.stderr and "Traceback" not in res.stderr

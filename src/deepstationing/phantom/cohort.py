@@ -41,7 +41,13 @@ from deepstationing.phantom.body import fat_thickness
 from deepstationing.phantom.grid import Grid
 from deepstationing.phantom.landmarks import measure_landmarks
 from deepstationing.phantom.nodes import place_nodes
-from deepstationing.phantom.params import PRESETS, draw_parameters, grid_for, grid_for_case
+from deepstationing.phantom.params import (
+    ACQUISITIONS,
+    PRESETS,
+    draw_parameters,
+    grid_for,
+    grid_for_case,
+)
 from deepstationing.phantom.raster import rasterize
 from deepstationing.phantom.stations import build_stations, draw_annotator
 
@@ -181,9 +187,10 @@ def write_case(case: PhantomCase, folder: str | os.PathLike) -> Path:
 
 
 def _work(args):
-    index, seed, preset, spacing, out = args
+    index, seed, preset, spacing, acquisition, out = args
     t = time.perf_counter()
-    case = generate_case(index, seed=seed, preset=preset, spacing=spacing)
+    case = generate_case(index, seed=seed, preset=preset, spacing=spacing,
+                         acquisition=acquisition)
     write_case(case, Path(out) / case.id)
     return index, time.perf_counter() - t
 
@@ -191,7 +198,7 @@ def _work(args):
 def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
                     preset: str = "small", spacing=None, n_folds: int = 4, workers: int = 1,
                     progress: Callable[[int, int, str, float], None] | None = None,
-                    name: str | None = None) -> Cohort:
+                    name: str | None = None, acquisition: str = "fixed") -> Cohort:
     """Generate ``n_cases`` cases into ``out_dir`` and write ``manifest.json``.
 
     Refuses (``InputError``) a non-empty folder that is not a phantom cohort; an existing
@@ -201,11 +208,18 @@ def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
 
     ``progress(done, total, case_id, seconds)`` is called after each case is written (the
     command line prints it); each case is also logged (``logging``, level INFO).
+    ``acquisition="varied"`` gives every case its own field of view and slice thickness
+    (:func:`generate_case`); the manifest then records ``spacing: null``.
     """
     if n_cases < 1:
         raise ValueError("n_cases must be >= 1")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    if acquisition not in ACQUISITIONS:
+        raise ValueError(f"unknown acquisition {acquisition!r}; choose from "
+                         f"{', '.join(ACQUISITIONS)}")
+    if acquisition == "varied" and spacing is not None:
+        raise ValueError("a varied acquisition draws its own spacing; do not give spacing")
     out = Path(out_dir)
     sp = None if spacing is None else tuple(float(s) for s in spacing)
     t0 = time.perf_counter()
@@ -218,7 +232,8 @@ def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
 
     # a failure (also a pool's killed workers) removes the whole staging folder
     with CohortWriter(out, generator=GENERATOR, n_folds=n_folds, seed=seed, name=name) as writer:
-        jobs = [(i, int(seed), preset, sp, str(writer.staging)) for i in range(n_cases)]
+        jobs = [(i, int(seed), preset, sp, acquisition, str(writer.staging))
+                for i in range(n_cases)]
         if workers > 1 and n_cases > 1:
             with get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
                 for i, dt in pool.imap_unordered(_work, jobs):
@@ -231,8 +246,8 @@ def generate_cohort(out_dir: str | os.PathLike, n_cases: int, *, seed: int = 0,
                 report(i, dt)
         for i in range(n_cases):
             writer.add_case(case_id(i))
-        grid_sp, _ = grid_for(preset, sp)
+        grid_sp = list(grid_for(preset, sp)[0]) if acquisition == "fixed" else None
         cohort = writer.finish(version=PHANTOM_VERSION, preset=preset, seed=int(seed),
-                               spacing=list(grid_sp))
+                               spacing=grid_sp, acquisition=acquisition)
     log.info("wrote %d phantom cases to %s in %.1f s", n_cases, out, time.perf_counter() - t0)
     return cohort
