@@ -43,7 +43,7 @@ __all__ = ["tissue_masks", "ct_stats", "RealCT", "real_ct", "write_report", "REA
 #: slice index of the aortic arch, carina and heart levels of known real CTs (by eye)
 REAL_LEVELS: dict[str, dict[str, int]] = {
     "lung2_image.nrrd": {"arch": 44, "carina": 39, "heart": 27},
-    "lung1_image.nrrd": {"arch": 30, "carina": 24, "heart": 12},
+    "lung1_image.nrrd": {"arch": 26, "carina": 22, "heart": 10},
 }
 #: HU range of each histogram
 HIST_RANGES = {"lung": (-1024, -200), "body_outside_lungs": (-250, 600), "air": (-1024, -850)}
@@ -197,6 +197,9 @@ def _figure_slices(phantom, real: RealCT, out: Path) -> Path:
     fig.tight_layout()
     with atomic_output(out) as staged:
         fig.savefig(staged.path, dpi=45, format="png")
+        from PIL import Image as PILImage  # grey levels only: a third of the bytes
+
+        PILImage.open(staged.path).convert("L").save(staged.path, format="PNG", optimize=True)
     return out
 
 
