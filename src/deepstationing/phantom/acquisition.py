@@ -5,7 +5,8 @@ Applied slice by slice to the noise-free HU of :func:`.raster.rasterize`:
 1. *Tissue texture.* Fat and lung are not uniform in real CT: a smooth random field (about
    12 mm grain for fat, 7 mm for lung; SD ``fat_texture`` and ``lung_texture`` HU) is added,
    weighted by how close a voxel's HU is to the case's fat (within 35 HU) or lung (within
-   120 HU) value, so partial-volume edges and other tissues keep their HU. The lung also gets
+   120 HU) value, so partial-volume edges and other tissues keep their HU; muscle is marbled
+   with fat (up to 60 % in about a third of it, the same 7 mm grain). The lung also gets
    sparse specks of vessel HU (:func:`speck_bank`, a few % of its area): the small peripheral
    vessels that the geometric trees (:mod:`.trees`) leave out. Texture only: no label changes.
 2. *Streaks near bone.* Where both humeri lie in a slice (arms down: most slices; arms up: the
@@ -58,11 +59,13 @@ def noise_bank(rng: np.random.Generator, shape: tuple[int, int], px: float, kern
 
 
 def speck_bank(rng: np.random.Generator, shape: tuple[int, int], px: float, n: int = 4,
-               grain_mm: tuple[float, float] = (1.1, 3.0), level: float = 1.8) -> np.ndarray:
+               grain_mm: tuple[float, float] = (1.1, 3.0), level: float = 1.2,
+               ramp: float = 1.8) -> np.ndarray:
     """``n`` images of sparse specks (coverage 0..1): white noise smoothed over an elongated
     Gaussian (``grain_mm`` across and along, a random direction per image), kept where it
-    exceeds ``level`` SD. They stand for the small peripheral vessels, seen in a slice as dots
-    and short lines 1-3 mm across."""
+    exceeds ``level`` SD (coverage rising over ``ramp`` SD: partial volume). They stand for
+    the small peripheral vessels, seen in a slice as dots and short lines 1-3 mm across, and
+    the haze of those below the resolution."""
     ny, nx = shape
     fy = np.fft.fftfreq(ny, d=px)[:, None]
     fx = np.fft.rfftfreq(nx, d=px)[None, :]
@@ -73,7 +76,7 @@ def speck_bank(rng: np.random.Generator, shape: tuple[int, int], px: float, n: i
         fv = -fx * np.sin(th) + fy * np.cos(th)
         g = np.exp(-2.0 * np.pi ** 2 * ((grain_mm[1] * fu) ** 2 + (grain_mm[0] * fv) ** 2))
         img = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((ny, nx))) * g, s=(ny, nx))
-        out[i] = np.clip((img / img.std() - level) / 0.7, 0.0, 1.0)
+        out[i] = np.clip((img / img.std() - level) / ramp, 0.0, 1.0)
     return out
 
 
@@ -163,16 +166,22 @@ def _window(bank: np.ndarray, rng: np.random.Generator, shape: tuple[int, int]) 
 
 
 def _texture(hs, box, inb, fields, H, p, specks_w) -> None:
-    """Fat and lung texture and the vessel specks inside the body's bounding ``box``."""
+    """Fat and lung texture, fat marbling of muscle and the vessel specks inside the body's
+    bounding ``box``."""
     (fat_f, fy, fx), (lung_f, ly, lx) = fields
     r, c = box
     h = hs[r, c]
     w = np.clip(1.0 - np.abs(h - np.float32(H["fat"])) / np.float32(35.0), 0.0, 1.0)
     w *= inb
     h += np.float32(p["fat_texture"]) * w * (fy[r] @ fat_f @ fx[c].T)
+    small = ly[r] @ lung_f @ lx[c].T  # ~7 mm grain (lung and muscle never overlap)
+    w = np.clip(1.0 - np.abs(h - np.float32(H["muscle"])) / np.float32(30.0), 0.0, 1.0)
+    w *= inb
+    w *= np.clip(0.4 * (small - 0.3), 0.0, 0.6)  # intramuscular fat in about a third
+    h += w * (np.float32(H["fat"]) - h)
     w = np.clip(1.0 - np.abs(h - np.float32(H["lung"] + 30.0)) / np.float32(120.0), 0.0, 1.0)
     w *= inb
-    h += np.float32(p["lung_texture"]) * w * (ly[r] @ lung_f @ lx[c].T)
+    h += np.float32(p["lung_texture"]) * w * small
     w *= specks_w[r, c]
     h += w * (np.float32(H["pulm_arterial"]) - h)
 

@@ -182,12 +182,12 @@ DISTRIBUTIONS: dict[str, tuple[str, float, float, float, float, str]] = {
     "venous_ratio": ("normal", 0.93, 0.06, 0.78, 1.08, "venous / arterial enhancement"),
     "small_vein_ratio": ("normal", 0.75, 0.1, 0.5, 0.95, "IJV/azygos enhancement vs venous"),
     "lung_hu": ("normal", -865.0, 20.0, -910, -810, "lung parenchyma HU (anterior)"),
-    "lung_gravity": ("uniform", 20.0, 60.0, 20, 60, "posterior lung gradient (HU)"),
+    "lung_gravity": ("uniform", 30.0, 110.0, 30, 110, "posterior lung gradient (HU)"),
     "fat_hu": ("normal", -100.0, 8.0, -120, -80, "fat HU"),
     "muscle_hu": ("normal", 55.0, 6.0, 40, 70, "muscle HU"),
     "bone_hu": ("normal", 180.0, 35.0, 100, 260, "cancellous bone HU"),
     "cortex_hu": ("normal", 900.0, 120.0, 650, 1200, "cortical bone HU"),
-    "noise_sd": ("uniform", 8.0, 22.0, 8, 22, "image noise SD at 5 mm, mid-chest (HU)"),
+    "noise_sd": ("uniform", 6.0, 18.0, 6, 18, "image noise SD at 5 mm, mid-chest (HU)"),
     "inflow_hu": ("uniform", 50.0, 250.0, 50, 250, "extra HU of the injected-side BCV"),
     # --- annotator variability of the station truth
     "annot_amp": ("uniform", 1.5, 4.0, 1.5, 4.0, "amplitude of the smooth boundary field (mm)"),
@@ -210,7 +210,7 @@ DISTRIBUTIONS: dict[str, tuple[str, float, float, float, float, str]] = {
     # --- contrast and tissue texture (version 2)
     "arterial_hu": ("uniform", 260.0, 480.0, 260, 480, "aortic HU in the arterial phase"),
     "fat_texture": ("uniform", 4.0, 14.0, 4, 14, "SD of the smooth fat heterogeneity (HU)"),
-    "lung_texture": ("uniform", 12.0, 30.0, 12, 30, "SD of the smooth lung heterogeneity (HU)"),
+    "lung_texture": ("uniform", 20.0, 45.0, 20, 45, "SD of the smooth lung heterogeneity (HU)"),
     "vessel_scale": ("normal", 1.0, 0.08, 0.85, 1.2, "calibre of the intrapulmonary vessels"),
     # --- acquisition (version 2; used with acquisition="varied", recorded always)
     "slice_mm": ("uniform", 1.0, 5.0, 1.0, 5.0, "slice thickness = spacing (mm), varied"),
