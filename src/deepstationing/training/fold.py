@@ -118,6 +118,9 @@ def train_stage(cohort: Cohort, fold: int, model: ModelFolder, definition: Stage
               "device": options.device, "workers": workers,
               "trained": time.strftime("%Y-%m-%d %H:%M:%S")}
     model.add_fold(definition, fold, out, record)
+    from deepstationing.qc.reference import record_training_cases
+
+    record_training_cases(model.root, cohort, fold)  # the cohort's label ranges for QC
     options.say(f"[{name} fold {fold}] done -> {model.stage_folder(name)}")
     return out
 
