@@ -155,3 +155,17 @@ def test_view_shows_the_findings(setup, anatomy_parser, tmp_path, capsys):
     assert np.any((strip[..., 0] > 0.9) & (strip[..., 1] < 0.5) & (strip[..., 2] < 0.5))
     # and the CT came from the path qc.json records: the panels are not blank
     assert with_qc[: without.shape[0], :, :3].std() > 0.05
+
+
+def test_model_reference_records_an_existing_models_cohort(setup, tmp_path, capsys):
+    tmp, cohort, _, _, _ = setup
+    model = tmp_path / "old_model"
+    model.mkdir()
+    (model / "deepstationing_model.json").write_text(json.dumps({"format": 2, "stages": {}}))
+    assert main(["model", "reference", str(model), "--cohort", str(cohort.root)]) == 2
+    assert "holds no trained fold; give --folds" in capsys.readouterr().err
+    assert main(["model", "reference", str(model), "--cohort", str(cohort.root), "--folds",
+                 "0"]) == 0
+    data = json.loads((model / REFERENCE_FILE).read_text())
+    assert sorted(data["cases"]) == sorted(cohort.train_ids(0))
+    assert f"{len(cohort.train_ids(0))} training cases of folds 0" in capsys.readouterr().out
