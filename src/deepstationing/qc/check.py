@@ -8,8 +8,8 @@ sides or rules; no carina: no positions; no reference: no cohort ranges).
 Examples
 --------
 A phantom case's own truth is plausible; the same truth mirrored left-right (CT and labels
-flipped, the labels not swapped: the anatomy of a patient imaged the other way round) is
-not:
+flipped, the labels not swapped: the anatomy of a mirrored patient, labelled as a network
+that follows the anatomy would) is not, and the margin rules disagree with it too:
 
 >>> from deepstationing.phantom import generate_case
 >>> case = generate_case(1, preset="small", spacing=(5.6, 5.6, 10.0))
@@ -18,12 +18,11 @@ not:
 >>> flip = lambda img: img.with_array(img.array[:, :, ::-1])
 >>> report = check_case(flip(case.ct), flip(case.organs), flip(case.stations))
 >>> report.verdict, [f.name for f in report.fired]
-('implausible', ['station_side', 'organ_side'])
+('implausible', ['station_side', 'organ_side', 'rules_agreement'])
 """
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 
@@ -45,8 +44,6 @@ from deepstationing.qc.verdict import QcReport
 from deepstationing.schema import ORGANS, STATIONS
 
 __all__ = ["check_case", "NO_REFERENCE"]
-
-log = logging.getLogger(__name__)
 
 #: Why the cohort-range checks are skipped when no reference is given.
 NO_REFERENCE = "no training-cohort reference (the model folder has no qc_reference.json)"
