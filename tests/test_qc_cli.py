@@ -169,3 +169,26 @@ def test_model_reference_records_an_existing_models_cohort(setup, tmp_path, caps
     data = json.loads((model / REFERENCE_FILE).read_text())
     assert sorted(data["cases"]) == sorted(cohort.train_ids(0))
     assert f"{len(cohort.train_ids(0))} training cases of folds 0" in capsys.readouterr().out
+
+
+def test_a_failing_check_keeps_the_prediction(setup, tmp_path):
+    """A bug or an unwritable qc.json in the checks: the case is predicted and written, its
+    QC says 'error' with the reason."""
+    from deepstationing.predict.batch import find_cases, predict_cases
+
+    _, cohort, _, cts, truth = setup
+
+    class Parser:
+        def predict(self, ct, organs=None, progress=None, timings=None):
+            o, s = truth[cohort.case_ids[0]]
+            return ct.with_array(o.copy()), ct.with_array(s.copy())
+
+    class Broken:
+        def check(self, *args, **kwargs):
+            raise RuntimeError("no luck")
+
+    cases = [c for c in find_cases([cts]) if c.name == cohort.case_ids[0]]
+    [result] = predict_cases(Parser(), cases, tmp_path, qc=Broken())
+    assert result.ok and result.outputs == ["organs.nii.gz", "stations.nii.gz"]
+    assert result.qc == {"verdict": "error", "error": "RuntimeError: no luck"}
+    assert not (tmp_path / cohort.case_ids[0] / "qc.json").exists()

@@ -181,7 +181,7 @@ def _check(qc, case: CaseInput, folder: Path, ct: Image, organs: Image | None,
     except Exception as exc:  # noqa: BLE001 - the outputs are written; report and go on
         error = f"{type(exc).__name__}: {exc}"
         log.debug("%s", traceback.format_exc())
-    log.warning("%s: QC failed: %s", case.name, error)
+    log.info("%s: QC failed: %s", case.name, error)
     return {"verdict": "error", "error": error}
 
 
