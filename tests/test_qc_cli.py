@@ -192,3 +192,14 @@ def test_a_failing_check_keeps_the_prediction(setup, tmp_path):
     assert result.ok and result.outputs == ["organs.nii.gz", "stations.nii.gz"]
     assert result.qc == {"verdict": "error", "error": "RuntimeError: no luck"}
     assert not (tmp_path / cohort.case_ids[0] / "qc.json").exists()
+
+
+def test_a_damaged_reference_skips_the_cohort_checks(setup, tmp_path):
+    from deepstationing.qc.run import QcRunner
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / REFERENCE_FILE).write_text("{not json")
+    runner = QcRunner(model)
+    assert runner.reference is None
+    assert runner.why_not.startswith(f"{model / REFERENCE_FILE}: unreadable QC reference")

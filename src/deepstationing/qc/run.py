@@ -65,8 +65,11 @@ class QcRunner:
             self.why_not = (f"the model folder has no {REFERENCE_FILE} (trained before QC "
                             "references were recorded)")
         else:
-            self.reference = read_reference(self.model_root, self.folds)
-            self.why_not = f"no case of folds {self.folds} in {REFERENCE_FILE}"
+            try:
+                self.reference = read_reference(self.model_root, self.folds)
+                self.why_not = f"no case of folds {self.folds} in {REFERENCE_FILE}"
+            except InputError as exc:  # a damaged reference must not stop predictions
+                self.why_not = str(exc)
 
     def check(self, ct: Image, organs: Image | None, stations: Image, *,
               ct_path: str | os.PathLike | None = None) -> QcReport:

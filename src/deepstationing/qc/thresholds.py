@@ -13,7 +13,7 @@ Examples
 --------
 >>> DEFAULT_THRESHOLDS.outside_body.severity(25.0)
 'implausible'
->>> DEFAULT_THRESHOLDS.station_side.severity(3.0), DEFAULT_THRESHOLDS.station_side.severity(-2.0)
+>>> DEFAULT_THRESHOLDS.station_side.severity(8.0), DEFAULT_THRESHOLDS.station_side.severity(-2.0)
 ('ok', 'check')
 >>> Limit(1.0, 5.0, "above").describe()
 '> 1 (check), > 5 (implausible)'
@@ -85,9 +85,10 @@ class Thresholds:
     outside_mediastinum: Limit = Limit(15.0, 40.0)
     """Worst station: % of its voxels outside the mediastinal envelope."""
 
-    station_side: Limit = Limit(0.0, -5.0, "below")
+    station_side: Limit = Limit(3.0, -5.0, "below")
     """Worst lateral station (1R/1L, 2R/2L, 4R/4L): mean distance (mm) of its voxels from
-    the tracheal midline towards its own side; negative on the wrong side."""
+    the tracheal midline towards its own side; negative on the wrong side, near 0 when it
+    straddles the midline."""
 
     organ_side: Limit = Limit(0.0, -10.0, "below")
     """The same for the lateral organs of :data:`SIDE_ORGANS`."""
