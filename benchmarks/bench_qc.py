@@ -122,8 +122,21 @@ def main(argv=None) -> int:
     qc = QcRunner(model_dir, [args.fold])
     test = [cohort.case(c) for c in cohort.test_ids(args.fold)]
 
-    def predict(name: str, ct: Image, key: str, **extra) -> tuple:
+    cache = work / "predictions"  # delete it to predict again (e.g. after retraining)
+
+    def predict_cached(key: str, name: str, ct: Image) -> tuple:
+        from deepstationing.data.image import write_image
+
+        files = [cache / f"{key}_{name}_{role}.nii.gz" for role in ("organs", "stations")]
+        if all(f.exists() for f in files):
+            return tuple(read_image(f, label=True) for f in files)
         organs, stations = parser.predict(ct)
+        write_image(organs, files[0])
+        write_image(stations, files[1])
+        return organs, stations
+
+    def predict(name: str, ct: Image, key: str, **extra) -> tuple:
+        organs, stations = predict_cached(key, name, ct)
         report = qc.check(ct, organs, stations)
         results[key].append(entry(name, report, **extra))
         say(f"{key} {name}: {report.line()}")
@@ -133,7 +146,7 @@ def main(argv=None) -> int:
         ct = read_image(case.ct)
         truth_o, truth_s = (read_image(case.organs, label=True),
                             read_image(case.stations, label=True))
-        organs, stations = parser.predict(ct)
+        organs, stations = predict_cached("heldout", case.id, ct)
         dsc = {"stations": round(100 * dice(truth_s.array, stations.array,
                                             schema.STATIONS.ids), 1),
                "organs": round(100 * dice(truth_o.array, organs.array,
@@ -158,7 +171,7 @@ def main(argv=None) -> int:
     # (a) a real CT
     real = Path(args.real)
     if real.exists():
-        predict(real.name, read_ct(real), "real")
+        predict(real.name.split(".")[0], read_ct(real), "real")
     else:
         say(f"real CT {real} not found: failure (a) not run")
 

@@ -2,6 +2,9 @@
 
 Inputs are the CT and the predicted organ and station maps on its grid (what ``predict``
 writes), and optionally the training cohort's :class:`~deepstationing.qc.reference.Reference`.
+Landmarks (carina, tracheal midline), the mediastinal envelope and the margin rules are
+computed from the main piece of each predicted organ; the islands are the ``fragments``
+finding's business.
 Checks that need what is missing are skipped and say why (no organ map: no mediastinum,
 sides or rules; no carina: no positions; no reference: no cohort ranges).
 
@@ -34,6 +37,7 @@ from deepstationing.qc.body import body_mask
 from deepstationing.qc.findings import Finding, Skip
 from deepstationing.qc.measures import (
     LATERAL_STATIONS,
+    main_pieces,
     measure_labels,
     mediastinal_envelope,
     side_offsets,
@@ -98,11 +102,12 @@ def check_case(ct: Image, organs: Image | None, stations: Image, *,
         from deepstationing.rules.inference import rule_stations
         from deepstationing.rules.landmarks import compute_landmarks
 
+        anatomy = main_pieces(organs, ORGANS)  # landmarks without the islands
         with warnings.catch_warnings():  # an oblique CT is reported by predict already
             warnings.simplefilter("ignore")
-            lm = compute_landmarks(organs)
+            lm = compute_landmarks(anatomy)
         carina = lm.carina_lps
-        env = mediastinal_envelope(organs)
+        env = mediastinal_envelope(anatomy)
         if env is None:  # no lung at all: nowhere is between the lungs
             env = np.zeros(ct.shape, bool)
         out.append(fd.outside_mask("outside_mediastinum", [(st, list(STATIONS))], env, vox_ml,
@@ -121,7 +126,7 @@ def check_case(ct: Image, organs: Image | None, stations: Image, *,
         if "trachea" in measures["organs"]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                rules = rule_stations(organs, ct).stations.array
+                rules = rule_stations(anatomy, ct).stations.array
             out.append(fd.rules_agreement(st, rules, t.rules_agreement))
         else:  # reported by missing_organs; the rules place almost no station without it
             skipped.append(Skip("rules_agreement", "no trachea in the organ map: the rules "

@@ -43,7 +43,7 @@ from deepstationing.data.image import Image
 from deepstationing.rules.landmarks import Frame, Landmarks
 from deepstationing.schema import ORGANS, LabelSet
 
-__all__ = ["LabelMeasure", "measure_labels", "side_offsets", "mediastinal_envelope",
+__all__ = ["LabelMeasure", "measure_labels", "main_pieces", "side_offsets", "mediastinal_envelope",
            "LATERAL_STATIONS", "LATERAL_ORGANS", "AIRWAY", "LUNGS"]
 
 #: Stations with a side (1L/1R, 2L/2R, 4L/4R).
@@ -126,6 +126,36 @@ def measure_labels(labels: Image, label_set: LabelSet, *,
                                     labels.index_to_world(centre), int(ncomp),
                                     round(1.0 - float(sizes.max()) / n, 6), round(far / n, 6))
     return out
+
+
+def main_pieces(labels: Image, label_set: LabelSet) -> Image:
+    """``labels`` with each label cut down to its largest 26-connected component: the
+    anatomy the landmarks, the envelope and the rules are computed from, so that a speck of
+    "trachea" in the stomach does not move the carina (the islands are reported by the
+    ``fragments`` finding).
+
+    >>> import numpy as np
+    >>> a = np.zeros((6, 8, 8), np.uint8)
+    >>> a[3:6, 2:5, 2:5] = 22; a[0, 7, 7] = 22          # the trachea and a speck below it
+    >>> main = main_pieces(Image(a), ORGANS).array
+    >>> int((a == 22).sum()), int((main == 22).sum()), int(np.flatnonzero(main.any((1, 2)))[0])
+    (28, 27, 3)
+    """
+    arr = labels.array
+    if arr.dtype.kind not in "iu":
+        arr = arr.astype(np.int32)
+    out = arr.copy()
+    for lab, box in zip(label_set, ndimage.find_objects(arr, max_label=len(label_set))):
+        if box is None:
+            continue
+        mask = arr[box] == lab.id
+        comp, n = ndimage.label(mask, structure=_FULL)
+        if n > 1:
+            sizes = np.bincount(comp.ravel().astype(np.intp))
+            sizes[0] = 0
+            region = out[box]
+            region[mask & (comp != int(np.argmax(sizes)))] = 0
+    return labels.with_array(out)
 
 
 def side_offsets(labels: Image, label_set: LabelSet, keys: tuple[str, ...],

@@ -46,7 +46,7 @@ from deepstationing.data.atomic import write_json_atomic
 from deepstationing.data.image import Image, read_image
 from deepstationing.data.locks import file_lock
 from deepstationing.errors import DeepStationingError, InputError
-from deepstationing.qc.measures import LabelMeasure, measure_labels
+from deepstationing.qc.measures import LabelMeasure, main_pieces, measure_labels
 from deepstationing.rules.landmarks import compute_landmarks
 from deepstationing.schema import ORGANS, STATIONS
 
@@ -72,7 +72,7 @@ def case_statistics(organs: Image | None, stations: Image | None) -> dict:
     """Per-label statistics of one case (either map may be ``None``)."""
     carina = None
     if organs is not None:
-        lm = compute_landmarks(organs)
+        lm = compute_landmarks(main_pieces(organs, ORGANS))  # as QC computes it
         carina = None if lm.carina_lps is None else [round(v, 2) for v in lm.carina_lps]
     out: dict = {"carina_lps": carina}
     for kind, img, labels in (("organs", organs, ORGANS), ("stations", stations, STATIONS)):
