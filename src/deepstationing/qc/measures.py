@@ -11,9 +11,10 @@ Everything here is a plain measurement with a known answer on simple shapes; the
   from the tracheal midline of their slice, positive on the label's own side (patient left
   is +x in LPS: ``4L`` should be positive, so should ``4R``, measured towards the right).
 * :func:`mediastinal_envelope` — the region a station may occupy: on each axial slice the
-  convex hull of the lungs and airways, carried up from the highest slice with both lungs
-  to the top of the trachea (stations 1R/1L lie in the lower neck, above the apices), and
-  nothing below the lowest lung slice (under the diaphragm) or above the trachea.
+  convex hull of the lungs, airways, sternum and spine, carried up from the highest slice
+  with both lungs to the top of the trachea and widened there (stations 1R/1L lie in the
+  lower neck, partly above the apices), and nothing below the lowest lung slice (under the
+  diaphragm) or above the larynx.
 
 Examples
 --------
@@ -54,9 +55,6 @@ AIRWAY: tuple[str, ...] = ("trachea", "bronchus_r", "bronchus_l")
 LUNGS: tuple[str, ...] = ("lung_r", "lung_l")
 #: Bones that close the thoracic cavity in front and behind.
 CAVITY_WALLS: tuple[str, ...] = ("sternum", "spine")
-#: Veins and arteries of the neck and thoracic inlet: 1R/1L and 2R/2L lie next to them, in
-#: front of the lung apices.
-NECK_ORGANS: tuple[str, ...] = ("cca_r", "cca_l", "ijv_r", "ijv_l", "bcv_r", "bcv_l")
 
 _FULL = np.ones((3, 3, 3), bool)
 #: A component farther than this (mm) from the largest one of its label is an island.
@@ -241,26 +239,26 @@ def _grow(mask: np.ndarray, mm: float, spacing: tuple[float, float, float]) -> n
 
 
 def mediastinal_envelope(organs: Image, tolerance_mm: float = 5.0,
-                         neck_tolerance_mm: float = 15.0,
+                         neck_tolerance_mm: float = 25.0,
                          above_trachea_mm: float = 10.0) -> np.ndarray | None:
-    """Where stations may lie (boolean, ``organs``' array layout), from its lungs and airways.
+    """Where stations may lie (boolean, ``organs``' array layout), from the anchor organs
+    that enclose the mediastinum: lungs, airways, sternum and spine (the organs a cascade
+    segments best: the envelope does not shrink when a small vessel is missed).
 
-    Per axial slice: the convex hull of the lungs, airways, sternum, spine and the great
-    veins and arteries of the neck (the thoracic cavity and inlet between them), grown by
-    ``tolerance_mm`` in the slice. Above the highest slice
-    with both lungs (the lower neck, where 1R/1L lie) up to the top of the trachea, the
-    hull of that slice is carried up and joined with the hull of each slice's airway, bones
-    and neck vessels. Slices above the sternal notch or the apices (the neck) are grown by
-    ``neck_tolerance_mm`` instead: the supraclavicular stations wrap around the front of
-    the neck vessels. The envelope of the trachea's top slice goes on for
-    ``above_trachea_mm`` (1R/1L reach the cricoid, where the trachea label may end a slice
-    early). Slices below the lowest lung voxel (below the diaphragm) and higher up get
-    nothing. ``None`` when the map has no lung.
+    Per axial slice: the convex hull of these organs (the thoracic cavity between them),
+    grown by ``tolerance_mm`` in the slice. Above the highest slice with both lungs up to
+    the top of the trachea, the hull of that slice is carried up and joined with the hull
+    of each slice's airway and bones. Slices above the sternal notch or the apices (the
+    lower neck, where 1R/1L lie, partly above the apices, around the front of the neck
+    vessels) are grown by ``neck_tolerance_mm`` instead. The envelope of the trachea's top
+    slice goes on for ``above_trachea_mm`` (1R/1L reach the cricoid, where the trachea
+    label may end a slice early). Slices below the lowest lung voxel (below the diaphragm)
+    and higher up get nothing. ``None`` when the map has no lung.
     """
     frame = Frame.of(organs)
     full = frame.to_canonical(organs.array)
     lung_ids = [ORGANS.by_key(k).id for k in LUNGS]
-    ids = lung_ids + [ORGANS.by_key(k).id for k in AIRWAY + CAVITY_WALLS + NECK_ORGANS]
+    ids = lung_ids + [ORGANS.by_key(k).id for k in AIRWAY + CAVITY_WALLS]
     used = np.isin(full, ids)
     if not used.any():
         return None
@@ -275,7 +273,6 @@ def mediastinal_envelope(organs: Image, tolerance_mm: float = 5.0,
     lungs = np.isin(canon, lung_ids)
     air = np.isin(canon, [ORGANS.by_key(k).id for k in AIRWAY])
     walls = np.isin(canon, [ORGANS.by_key(k).id for k in CAVITY_WALLS])
-    neck = np.isin(canon, [ORGANS.by_key(k).id for k in NECK_ORGANS])
     lung_slices = np.flatnonzero(lungs.any(axis=(1, 2)))
     if lung_slices.size == 0:
         return None
@@ -292,10 +289,10 @@ def mediastinal_envelope(organs: Image, tolerance_mm: float = 5.0,
             env[k] = env[top]
             continue
         if k > top_both and carried is not None:
-            here = air[k] | neck[k] | walls[k]
+            here = air[k] | walls[k]
             env[k] = carried | (_hull(here) if here.any() else False)
             continue
-        here = lungs[k] | air[k] | walls[k] | neck[k]
+        here = lungs[k] | air[k] | walls[k]
         if here.any():
             env[k] = _hull(here)
         if k == top_both:
