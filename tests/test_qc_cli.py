@@ -18,6 +18,7 @@ from deepstationing.cli.main import main
 from deepstationing.data.image import read_image, write_image
 from deepstationing.phantom import generate_cohort
 from deepstationing.qc import REFERENCE_FILE, read_qc, record_training_cases
+from deepstationing.training.model import FORMAT as MODEL_FORMAT
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def setup(tmp_path_factory):
     cohort = generate_cohort(tmp / "ph", 8, seed=3, preset="small", progress=None)
     model = tmp / "model"
     model.mkdir()
-    (model / "deepstationing_model.json").write_text(json.dumps({"format": 2, "stages": {}}))
+    (model / "deepstationing_model.json").write_text(json.dumps({"format": MODEL_FORMAT, "stages": {}}))
     for fold in range(4):
         record_training_cases(model, cohort, fold)
     cts = tmp / "cts"
@@ -161,7 +162,7 @@ def test_model_reference_records_an_existing_models_cohort(setup, tmp_path, caps
     tmp, cohort, _, _, _ = setup
     model = tmp_path / "old_model"
     model.mkdir()
-    (model / "deepstationing_model.json").write_text(json.dumps({"format": 2, "stages": {}}))
+    (model / "deepstationing_model.json").write_text(json.dumps({"format": MODEL_FORMAT, "stages": {}}))
     assert main(["model", "reference", str(model), "--cohort", str(cohort.root)]) == 2
     assert "holds no trained fold; give --folds" in capsys.readouterr().err
     assert main(["model", "reference", str(model), "--cohort", str(cohort.root), "--folds",

@@ -45,6 +45,8 @@ from deepstationing.qc.measures import (
 from deepstationing.qc.reference import Reference
 from deepstationing.qc.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from deepstationing.qc.verdict import QcReport
+from deepstationing.rules.inference import rule_stations
+from deepstationing.rules.landmarks import compute_landmarks
 from deepstationing.schema import ORGANS, STATIONS
 
 __all__ = ["check_case", "NO_REFERENCE"]
@@ -99,9 +101,6 @@ def check_case(ct: Image, organs: Image | None, stations: Image, *,
                      "rules_agreement"):
             skipped.append(Skip(name, no_organs))
     else:
-        from deepstationing.rules.inference import rule_stations
-        from deepstationing.rules.landmarks import compute_landmarks
-
         anatomy = main_pieces(organs, ORGANS)  # landmarks without the islands
         with warnings.catch_warnings():  # an oblique CT is reported by predict already
             warnings.simplefilter("ignore")

@@ -188,9 +188,6 @@ def train_stage(cohort: Cohort, fold: int, model: ModelFolder, definition: Stage
                    for c in train_cases},
                   {c.case_id: c.ct for c in held_out}, str(cohort.root.resolve()))}
     model.add_fold(definition, fold, out, record)
-    from deepstationing.qc.reference import record_training_cases
-
-    record_training_cases(model.root, cohort, fold)  # the cohort's label ranges for QC
     options.say(f"[{name} fold {fold}] done -> {model.stage_folder(name)}")
     return out
 
