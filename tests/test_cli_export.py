@@ -63,8 +63,8 @@ def test_predict_dicom_input_writes_validated_rtstruct_and_seg(case_dir, monkeyp
                "--format", "nifti,rtstruct,seg"])
     assert rc == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["organs.nii.gz", "rtstruct.dcm", "seg_organs.dcm", "seg_stations.dcm",
-                     "stations.nii.gz"]
+    assert names == ["organs.nii.gz", "qc.json", "rtstruct.dcm", "seg_organs.dcm",
+                     "seg_stations.dcm", "stations.nii.gz"]  # qc.json: the QC of the case
     for f in ("rtstruct.dcm", "seg_organs.dcm", "seg_stations.dcm"):
         assert dciodvfy_report(out / f)[0] == [], f
     stations = read_image(out / "stations.nii.gz", label=True)
@@ -72,7 +72,8 @@ def test_predict_dicom_input_writes_validated_rtstruct_and_seg(case_dir, monkeyp
     per_station = {lab.key: dice(masks[lab.roi_name][0], stations.array == lab.id)
                    for lab in STATIONS}
     assert min(per_station.values()) >= 0.97, per_station
-    assert "rtstruct.dcm" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "rtstruct.dcm" in err and "QC ok" in err  # the phantom's truth is plausible
 
 
 def test_predict_dicom_format_needs_dicom_input(case_dir, capsys):

@@ -114,6 +114,17 @@ def test_report_numbers_are_the_jobs_numbers(experiment):
         spec = store.result(f"stations/top6/fold{fold}")["spec"]
         assert spec == "pred:" + ",".join(r["organ"] for r in ranking[:6])
     assert "holds in" in report and "zone accuracy" in report.lower()
+    # every held-out prediction was checked for plausibility, and the report counts them
+    qc = store.result("stations/ct/fold0")["qc"]
+    assert sorted(q["case"] for q in qc) == sorted(
+        r.case for r in read_metrics_csv(store.folder("stations/ct/fold0") / "metrics.csv")
+        if r.label == "1L")
+    assert all(q["verdict"] in ("ok", "check", "implausible") for q in qc)
+    section = report.split("## Plausibility QC of the held-out predictions")[1].split("\n## ")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| CT only |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1] == str(2 * len(qc))  # both folds' cases
+    assert sum(int(c) for c in cells[2:5]) == 2 * len(qc)
 
 
 def test_held_out_cases_only(experiment):

@@ -324,3 +324,25 @@ def test_genuine_nnunet_checkpoint_packages_and_loads(tmp_path):
     target = import_model_package(tmp_path / "m.zip", tmp_path / "imported")
     assert (target / "single" / "fold_0" / "checkpoint_final.pth").read_bytes() == \
         ck_path.read_bytes()
+
+
+def test_a_trained_models_lock_files_and_qc_reference(tmp_path):
+    """A model folder that training wrote holds the empty lock files of the jobs that
+    updated it (deepstationing_model.json, qc_reference.json): they stay behind; the QC
+    reference travels with the model. A non-empty ``.lock`` file is still refused."""
+    from deepstationing.data.locks import file_lock
+
+    model = make_model(tmp_path / "model")
+    for name in ("deepstationing_model.json", "qc_reference.json"):
+        with file_lock(model / name):
+            (model / name).touch()
+    (model / "qc_reference.json").write_text('{"format": 1, "cases": {}}')
+    export_model_package(model, tmp_path / "m.zip")
+    with zipfile.ZipFile(tmp_path / "m.zip") as zf:
+        names = zf.namelist()
+    assert "model/qc_reference.json" in names and not any(n.endswith(".lock") for n in names)
+    target = import_model_package(tmp_path / "m.zip", tmp_path / "imported")
+    assert (target / "qc_reference.json").read_text() == '{"format": 1, "cases": {}}'
+    (model / ".other.lock").write_text("not a lock")
+    with pytest.raises(InputError, match="unexpected file .other.lock"):
+        export_model_package(model, tmp_path / "m2.zip")

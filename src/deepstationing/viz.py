@@ -111,7 +111,7 @@ def render_case(out_png: str | os.PathLike, *, ct: Image | None = None,
                 compare: Image | None = None, compare_name: str = "compare",
                 axial_mm: Sequence[float] | None = None,
                 point_mm: Sequence[float] | None = None, title: str | None = None,
-                dpi: int = 100) -> Path:
+                notes: Sequence[str] | None = None, dpi: int = 100) -> Path:
     """Write a PNG of the case; any subset of ``ct``, ``organs``, ``stations`` may be given.
 
     Args:
@@ -121,6 +121,8 @@ def render_case(out_png: str | os.PathLike, *, ct: Image | None = None,
         axial_mm: world z (mm) of the axial slices (default: see module docstring).
         point_mm: world ``(x, y, z)`` the coronal and sagittal slices pass through.
         title: figure title.
+        notes: lines of text printed under the panels (the QC verdict and findings); a
+            line starting with ``implausible`` is drawn in red, ``check`` in amber.
     """
     images = [(n, im) for n, im in (("ct", ct), ("organs", organs), ("stations", stations),
                                     (compare_name, compare)) if im is not None]
@@ -147,10 +149,19 @@ def render_case(out_png: str | os.PathLike, *, ct: Image | None = None,
     if not rows:
         rows.append(("CT", None, None))
     ncol = len(axial) + 2
-    fig = Figure(figsize=(3.0 * ncol + 3.2, 3.2 * len(rows) + 0.6), dpi=dpi, facecolor=_BG)
+    notes = list(notes or [])
+    foot = 0.22 * len(notes) + (0.1 if notes else 0.0)  # inches of text under the panels
+    height = 3.2 * len(rows) + 0.6 + foot
+    fig = Figure(figsize=(3.0 * ncol + 3.2, height), dpi=dpi, facecolor=_BG)
     gs = fig.add_gridspec(len(rows), ncol + 1, width_ratios=[1] * ncol + [1.05],
-                          left=0.01, right=0.995, top=1 - 0.5 / (3.2 * len(rows) + 0.6),
-                          bottom=0.01, wspace=0.03, hspace=0.08)
+                          left=0.01, right=0.995, top=1 - 0.5 / height,
+                          bottom=(0.1 + foot) / height if notes else 0.01, wspace=0.03,
+                          hspace=0.08)
+    for n, line in enumerate(notes):
+        colour = {"implausible": "#ff6b6b", "check": "#ffd54a"}.get(line.split(" ")[0].rstrip(":"),
+                                                                     "white")
+        fig.text(0.01, (foot - 0.22 * n - 0.05) / height, line, color=colour, fontsize=9,
+                 va="top", ha="left", family="monospace")
     ct_p = _panels(ct, axial, row, col) if ct is not None else None
     view_names = [f"axial z={ref.index_to_world((k, 0, 0))[2]:.0f} mm" for k in axial] + [
         "coronal", "sagittal"]

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "search",
     "experiment",
     "predict",
+    "qc",
     "export",
     "evaluate",
     "dataset",
@@ -52,6 +53,7 @@ Typical use:
   deepstationing experiment paper --cohort ph/ --out exp/   the paper's protocol + report
   deepstationing predict ct.nii.gz -o out/ --model runs/models/<name>
   deepstationing predict dicom/CT/ -o out/ --model M --format nifti,rtstruct,seg
+  deepstationing qc out/                       check the predictions' plausibility again
   deepstationing export out/stations.nii.gz --ct dicom/CT/ -o rt/ --format rtstruct
   deepstationing dataset import clinic/ -o cohort/ --map rois.yaml
   deepstationing model export runs/models/<name> -o model.zip

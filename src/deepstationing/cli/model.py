@@ -1,4 +1,5 @@
-"""``deepstationing model export|import``: move a trained model between machines as one file."""
+"""``deepstationing model export|import|reference``: move a trained model between machines as
+one file; record its training cohort's statistics for QC."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ schema other than this installation's, and checkpoints that ask for anything but
 and plain values (loaded with torch.load(weights_only=True): no code from the archive runs).
 Files go to a temporary folder beside the target, which is renamed into place only when
 everything checks out.
+
+  reference MODEL_DIR --cohort DIR  record the training cases' label volumes and positions
+                                  in MODEL_DIR/qc_reference.json, for the plausibility
+                                  checks of 'predict' (training does this itself; this is
+                                  for models trained before it did)
 """
 
 EPILOG = """\
@@ -35,6 +41,7 @@ examples:
   deepstationing model export runs/models/phantom-cpu -o phantom-cpu.zip
   deepstationing model import phantom-cpu.zip --to models/phantom-cpu
   deepstationing predict ct.nii.gz -o out/ --model models/phantom-cpu
+  deepstationing model reference runs/models/phantom-cpu --cohort phantom_small/
 """
 
 
@@ -51,6 +58,14 @@ def register(subparsers) -> None:
     im.add_argument("--to", default=None, metavar="DIR",
                     help="new model folder (default: runs/models/<archive name>)")
     im.set_defaults(func=run_import)
+    ref = add("reference", "record the training cohort's label statistics for QC")
+    ref.add_argument("model_dir", metavar="MODEL_DIR", help="trained model folder")
+    ref.add_argument("--cohort", required=True, metavar="DIR",
+                     help="the cohort the model was trained on")
+    ref.add_argument("--folds", default=None, metavar="LIST",
+                     help="folds whose training cases to record (default: every fold a "
+                          "stage of the model holds)")
+    ref.set_defaults(func=run_reference)
 
 
 def _say(msg: str) -> None:
@@ -74,4 +89,30 @@ def run_import(args: argparse.Namespace) -> int:
     target = Path(args.to) if args.to else DEFAULT_WORKDIR / "models" / Path(args.archive).stem
     import_model_package(args.archive, target, progress=_say)
     print(f"model imported into {target}; use it with --model {target}")
+    return 0
+
+
+def run_reference(args: argparse.Namespace) -> int:
+    from deepstationing.data.cohort import Cohort
+    from deepstationing.errors import InputError
+    from deepstationing.qc.reference import read_reference, record_cases
+    from deepstationing.training.model import ModelFolder
+
+    model = ModelFolder.open(args.model_dir)
+    cohort = Cohort(args.cohort)
+    if args.folds:
+        try:
+            folds = sorted({int(f) for f in args.folds.split(",")})
+        except ValueError:
+            raise InputError(None, f"--folds {args.folds!r}: expected e.g. 0,1") from None
+    else:
+        folds = sorted({f for s in model.stage_folders for f in model.folds(s)})
+    if not folds:
+        raise InputError(model.root, "the model holds no trained fold; give --folds")
+    for fold in folds:
+        path = record_cases(model.root, [cohort.case(c) for c in cohort.train_ids(fold)],
+                            fold, cohort_name=cohort.root.name)
+    ref = read_reference(model.root)
+    print(f"{path}: {ref.n_cases if ref else 0} training cases of folds "
+          f"{', '.join(map(str, folds))}")
     return 0

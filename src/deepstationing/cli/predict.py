@@ -23,6 +23,15 @@ The input is a NIfTI/NRRD/MHA file or a folder holding one DICOM CT series. For 
 input, --format rtstruct,seg also writes OUT/rtstruct.dcm (an RT Structure Set with a ROI
 per station and organ, referencing the series) and OUT/seg_stations.dcm /
 OUT/seg_organs.dcm (DICOM SEG); see 'deepstationing export --help'.
+
+Every prediction is checked for plausibility (QC: labels outside the body, stations outside
+the mediastinum or on the wrong side of the trachea, islands, missing stations, volumes and
+positions outside the training cohort's, disagreement with the margin rules) and gets a
+verdict, ok / check / implausible, printed with the findings that fired and written to
+qc.json beside the outputs; --no-qc switches it off. The exit code does not depend on the
+verdicts unless --fail-on is given: then it is 3 when a case's verdict is that bad or worse
+(and no case failed). 'deepstationing qc OUT' runs the checks again; docs/qc.md explains
+them.
 """
 
 EPILOG = """\
@@ -32,6 +41,7 @@ examples:
   deepstationing predict dicom_folder/ -o out/ --model model/ --device cuda
   deepstationing predict ct.nrrd -o out/ --model model/ --organs organs.nii.gz
   deepstationing predict dicom_folder/ -o out/ --model model/ --format nifti,rtstruct,seg
+  deepstationing predict cts/ -o out/ --model model/ --fail-on implausible   # for scripts
 
 Train a model first with 'deepstationing train organs ...' and 'deepstationing train
 stations ...'; the model folder (WORKDIR/models/NAME) is self-contained and can be copied.
@@ -72,6 +82,11 @@ def register(subparsers) -> None:
                              "need a DICOM input; default: nifti)")
     parser.add_argument("--verbose", action="store_true",
                         help="print the seconds of every step of every case")
+    parser.add_argument("--no-qc", action="store_true",
+                        help="do not check the predictions for plausibility (no qc.json)")
+    parser.add_argument("--fail-on", choices=("implausible", "check"), default=None,
+                        help="exit with code 3 when a case's QC verdict is this or worse "
+                             "(default: the verdicts do not change the exit code)")
     parser.add_argument("--ray", default=None, metavar="ADDRESS",
                         help="predict the cases on a Ray cluster ('auto', 'ray://HOST:10001' "
                              "or 'local'), one job per case")
@@ -83,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     from deepstationing.data.image import read_image, write_image
     from deepstationing.errors import InputError
     from deepstationing.predict.batch import find_cases, predict_cases
+    from deepstationing.qc.run import QcRunner
+    from deepstationing.qc.verdict import QcReport, at_least
     from deepstationing.training.model import HOW_TO_TRAIN, ModelFolder
 
     formats = parse_formats(args.format)
@@ -140,28 +157,44 @@ def run(args: argparse.Namespace) -> int:
                  f"stations -> {where} ({', '.join(result.outputs)})")
         else:
             _say(f"[{i}/{n}] {result.name}: FAILED: {result.error}")
+        if result.qc is not None:
+            _say(f"[{i}/{n}] {result.name}: QC {_qc_line(result.qc)}")
         if args.verbose:
             _say(Timings(result.timings).table())
 
     from deepstationing.timing import Timings
 
+    def _qc_line(qc: dict) -> str:
+        if qc.get("verdict") == "error":
+            return f"failed: {qc.get('error', '')}"
+        return QcReport.from_json(qc).line()
+
+    qc = None if args.no_qc else QcRunner(model.root, folds)
     if args.ray:
         from deepstationing.predict.batch import predict_cases_on_ray
 
         results = predict_cases_on_ray(args, cases, out, on_case=on_case)
     else:
         results = predict_cases(parser, cases, out, write=write, single_folder=single,
-                                on_case=on_case)
+                                on_case=on_case, qc=qc)
     failed = [r for r in results if not r.ok]
+    verdicts = [r.qc["verdict"] for r in results if r.qc is not None]
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("ok", "check", "implausible",
+                                                           "error") if v in verdicts)
     _say(f"done in {time.perf_counter() - t0:.1f} s: {len(results) - len(failed)} of "
          f"{len(results)} case(s) predicted" + (f", {len(failed)} failed: "
                                                 + ", ".join(r.name for r in failed)
-                                                if failed else ""))
+                                                if failed else "")
+         + (f"; QC: {counts}" if verdicts else ""))
     if single and failed:
         from deepstationing.errors import DeepStationingError
 
         raise DeepStationingError(failed[0].error)
-    return 1 if failed else 0
+    if failed:
+        return 1
+    if args.fail_on and any(v != "error" and at_least(v, args.fail_on) for v in verdicts):
+        return 3
+    return 0
 
 
 class _WithOrgans:

@@ -19,6 +19,9 @@ Give a case folder of a cohort (reads ct/organs/stations .nii.gz from it), a CT 
 file or a DICOM series folder), or any subset of --ct, --organs and --stations. --compare adds
 a row with a second station map (a rule baseline, a prediction) on the same slices, so the
 two can be compared.
+
+An output folder of 'predict' works too: its qc.json gives the CT's path and the QC
+verdict and findings, printed under the panels (--qc FILE gives them for other inputs).
 """
 
 EPILOG = """\
@@ -29,6 +32,7 @@ examples:
   deepstationing view --ct ct.nii.gz --stations pred.nii.gz -o pred.png
   deepstationing view phantom_small/case_000 --compare rules.nii.gz -o cmp.png
   deepstationing view phantom_small/case_000 --axial-mm -150 -180 -210 -o case.png
+  deepstationing view out/case_001 -o pred.png        # a prediction, with its QC findings
 """
 
 
@@ -51,6 +55,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "carina, inferior stations)")
     p.add_argument("--point-mm", type=float, nargs=3, metavar=("X", "Y", "Z"),
                    help="world point the coronal and sagittal slices pass through")
+    p.add_argument("--qc", metavar="QC_JSON",
+                   help="QC results to print under the panels (default: the case folder's "
+                        "qc.json, if any)")
     p.add_argument("--title", help="figure title (default: the case name)")
     p.add_argument("-o", "--out", required=True, metavar="PNG", help="output PNG")
     p.set_defaults(func=run)
@@ -58,15 +65,19 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepstationing.qc.verdict import QC_FILE, read_qc
     from deepstationing.viz import render_case  # matplotlib only when used
 
     files = {"ct": args.ct, "organs": args.organs, "stations": args.stations}
+    qc_file = args.qc
     if args.case:
         d = Path(args.case)
         if d.is_dir() and any((d / CASE_FILES[role]).exists() for role in files):
             for role in files:  # a case folder of a cohort
                 if files[role] is None and (d / CASE_FILES[role]).exists():
                     files[role] = str(d / CASE_FILES[role])
+            if qc_file is None and (d / QC_FILE).exists():  # an output folder of predict
+                qc_file = str(d / QC_FILE)
         else:  # a CT: an image file or a DICOM series folder
             if not d.exists():
                 raise InputError(d, "no such file or folder")
@@ -76,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
             if files["ct"] is not None:
                 raise InputError(d, f"two CTs given: {d} and --ct {files['ct']}")
             files["ct"] = str(d)
+    qc = read_qc(qc_file) if qc_file else None
+    if qc is not None and files["ct"] is None and qc.inputs.get("ct") \
+            and Path(qc.inputs["ct"]).exists():
+        files["ct"] = qc.inputs["ct"]
     if not any(files.values()):
         raise InputError(None, "nothing to view: give CASE_OR_CT or --ct/--organs/--stations")
     imgs = {r: (None if f is None else read_ct(f) if r == "ct" else read_image(f, label=True))
@@ -86,6 +101,17 @@ def run(args: argparse.Namespace) -> int:
                                                        else None)
     out = render_case(args.out, ct=imgs["ct"], organs=imgs["organs"],
                       stations=imgs["stations"], compare=cmp, compare_name=name,
-                      axial_mm=args.axial_mm, point_mm=args.point_mm, title=title)
+                      axial_mm=args.axial_mm, point_mm=args.point_mm, title=title,
+                      notes=qc_notes(qc) if qc is not None else None)
     print(f"wrote {out}")
+    if qc is not None:
+        print(f"QC {qc.line()}")
     return 0
+
+
+def qc_notes(report) -> list[str]:
+    """Lines under the panels: the verdict, each finding that fired, what was not checked."""
+    lines = [f"{report.verdict}: QC verdict ({len(report.fired)} finding(s) fired)"]
+    lines += [f"{f.severity}: {f.line()}" for f in report.fired]
+    lines += [f"not checked: {s.name} ({s.reason})" for s in report.skipped]
+    return lines

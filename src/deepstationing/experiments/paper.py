@@ -306,9 +306,17 @@ def task_station(ctx: Context, store: JobStore, job: Job, folder: Path) -> dict:
     test = [cohort.case(c) for c in cohort.test_ids(fold)]
     zones: list[dict] = []
     saved: dict[str, str] = {}
+    qc: list[dict] = []
+    from deepstationing.data.image import read_image
+    from deepstationing.qc.run import QcRunner
+
+    checker = QcRunner(ctx.model_dir, [fold])  # plausibility of each held-out prediction
 
     def keep(case, organs, stations) -> None:
         zones.extend(_zones(case, stations))
+        report = checker.check(read_image(case.ct), organs, stations, ct_path=case.ct)
+        qc.append({"case": case.id, "verdict": report.verdict,
+                   "fired": [f.name for f in report.fired], "line": report.line()})
         if len(saved) < 2:
             write_image(stations, folder / f"{case.id}_stations.nii.gz")
             saved[case.id] = f"{case.id}_stations.nii.gz"
@@ -320,7 +328,7 @@ def task_station(ctx: Context, store: JobStore, job: Job, folder: Path) -> dict:
     folder_name = model.station_stage(str(spec))
     return {"setting": job.params["setting"], "fold": fold, "spec": str(spec),
             "mean_dsc": mean_dsc(rows), "metrics": "metrics.csv", "zones": zones,
-            "saved": saved, "stage": folder_name,
+            "saved": saved, "stage": folder_name, "qc": qc,
             "record": _model(ctx).fold_record(folder_name, fold)}
 
 

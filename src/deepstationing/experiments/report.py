@@ -59,10 +59,12 @@ def collect(store: JobStore) -> dict:
         res = status["result"]
         name = res["setting"]
         entry = settings.setdefault(name, {"rows": [], "per_fold": {}, "zones": [],
-                                           "specs": {}, "seconds": 0.0, "saved": {}})
+                                           "specs": {}, "seconds": 0.0, "saved": {},
+                                           "qc": []})
         rows = read_metrics_csv(status_file.parent / res["metrics"])
         entry["rows"] += rows
         entry["zones"] += res.get("zones", [])
+        entry["qc"] += res.get("qc", [])
         entry["seconds"] += float(status.get("seconds", 0.0))
         if "fold" in res:
             entry["per_fold"][int(res["fold"])] = res["mean_dsc"]
@@ -130,6 +132,41 @@ def _zone_table(settings: dict) -> list[str]:
         lines.append(f"| {_title(name)} | {len(z)} | "
                      f"{100 * np.mean([r['correct'] for r in z]):.1f} | " + " | ".join(cells)
                      + " |")
+    return lines
+
+
+def _qc_lines(settings: dict) -> list[str]:
+    """The plausibility QC of the held-out predictions: verdicts per setting, and the cases
+    that are not ``ok`` with the findings that fired."""
+    rows = [(name, entry["qc"]) for name, entry in settings.items() if entry.get("qc")]
+    if not rows:
+        return []
+    lines = ["## Plausibility QC of the held-out predictions", "",
+             "Every held-out prediction is checked as `deepstationing predict` checks a case "
+             "(`docs/qc.md`): labels outside the body, stations outside the mediastinum or "
+             "on the wrong side, islands, missing stations and organs, volumes and positions "
+             "outside the training cohort's, agreement with the margin rules on the "
+             "predicted organs.", "",
+             "| setting | cases | ok | check | implausible | findings that fired (cases) |",
+             "|---|---|---|---|---|---|"]
+    flagged = []
+    for name, qc in rows:
+        verdicts = [q["verdict"] for q in qc]
+        counts: dict[str, int] = {}
+        for q in qc:
+            for f in q["fired"]:
+                counts[f] = counts.get(f, 0) + 1
+        fired = ", ".join(f"{f} ({n})" for f, n in sorted(counts.items(), key=lambda x: -x[1]))
+        lines.append(f"| {_title(name)} | {len(qc)} | {verdicts.count('ok')} | "
+                     f"{verdicts.count('check')} | {verdicts.count('implausible')} | "
+                     f"{fired or '-'} |")
+        flagged += [(name, q) for q in qc if q["verdict"] != "ok"]
+    lines.append("")
+    if flagged:
+        lines += [f"- {_title(name)}, {q['case']}: {q['line']}" for name, q in flagged[:20]]
+        if len(flagged) > 20:
+            lines.append(f"- ... and {len(flagged) - 20} more")
+        lines.append("")
     return lines
 
 
@@ -310,6 +347,8 @@ def write_report(ctx, store: JobStore) -> dict[str, Path]:
                   "A node counts as correct when most of its voxels lie in a predicted "
                   "station of its own zone (supraclavicular, superior, aortic, inferior).", ""]
         lines += zone_lines + [""]
+    # ---- plausibility QC
+    lines += _qc_lines(settings)
     # ---- overlays
     overlays = _overlays(ctx, settings, figures)
     if overlays:

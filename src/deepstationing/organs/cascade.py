@@ -55,6 +55,7 @@ from deepstationing.data.cohort import Cohort
 from deepstationing.data.image import Image, read_image
 from deepstationing.data.orientation import orientation_code
 from deepstationing.errors import InputError
+from deepstationing.qc.reference import record_training_cases
 from deepstationing.timing import Timings
 from deepstationing.training import (
     ModelFolder,
@@ -112,6 +113,7 @@ def _train_role(role: str, cohort: Cohort, fold: int, model: ModelFolder,
         cases = [ExportCase(c.id, c.ct, c.organs, c.fold, oof[c.id][0],
                             f"anchor fold {oof[c.id][1]}") for c in cases_in]
     train_stage(cohort, fold, model, definition, cases, options)
+    record_training_cases(model.root, cohort, fold)  # the cohort's label ranges for QC
 
 
 def train_organs(cohort: Cohort, fold: int, *, options: TrainOptions,

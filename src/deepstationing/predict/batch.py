@@ -5,8 +5,10 @@ folders holding several of those) into named cases; :func:`predict_cases` runs a
 :class:`~deepstationing.stations.network.StationParser` over them, reading case ``n + 1`` in
 a background thread while case ``n`` is predicted, and writes each case's outputs into its
 own folder. A case that fails (unreadable file, wrong modality, ...) is reported with its
-error and skipped; the others finish. :func:`predict_cases_on_ray` sends the cases to a Ray
-cluster instead (one job per case, the experiment runner's machinery).
+error and skipped; the others finish. With ``qc``, each prediction is checked for
+plausibility (:mod:`deepstationing.qc`) and its ``qc.json`` written beside the outputs.
+:func:`predict_cases_on_ray` sends the cases to a Ray cluster instead (one job per case,
+the experiment runner's machinery).
 
 Examples
 --------
@@ -54,6 +56,9 @@ class CaseResult:
     error: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     stations_found: int = 0
+    qc: dict | None = None
+    """The case's QC report as JSON (:class:`~deepstationing.qc.verdict.QcReport`), or
+    ``{"verdict": "error", "error": ...}`` when the checks themselves failed."""
 
 
 def _is_dicom_folder(p: Path) -> bool:
@@ -108,8 +113,8 @@ def _read(case: CaseInput) -> tuple[Image | None, str, float]:
 def predict_cases(parser, cases: Sequence[CaseInput], out: str | os.PathLike, *,
                   write: Callable[[CaseInput, Path, Image | None, Image], list[str]] | None = None,
                   single_folder: bool = False,
-                  on_case: Callable[[int, int, CaseResult], None] | None = None
-                  ) -> list[CaseResult]:
+                  on_case: Callable[[int, int, CaseResult], None] | None = None,
+                  qc=None) -> list[CaseResult]:
     """Predict every case with ``parser``; each case's outputs go to ``out/<case name>/``
     (``out`` itself when ``single_folder``). Returns one result per case, in order.
 
@@ -121,6 +126,8 @@ def predict_cases(parser, cases: Sequence[CaseInput], out: str | os.PathLike, *,
             ``organs.nii.gz`` and ``stations.nii.gz``).
         single_folder: one case, written straight into ``out``.
         on_case: called after each case with ``(index, total, result)``.
+        qc: a :class:`~deepstationing.qc.run.QcRunner`: checks each prediction and writes
+            its ``qc.json`` into the case's folder (``None``: no QC).
     """
     write = write or _write_nifti
     results: list[CaseResult] = []
@@ -142,6 +149,11 @@ def predict_cases(parser, cases: Sequence[CaseInput], out: str | os.PathLike, *,
 
                     result.stations_found = int(len(np.unique(stations.array)) - 1)
                     result.ok = True
+                    if qc is not None:
+                        with timings("qc"):
+                            result.qc = _check(qc, case, folder, ct, organs, stations)
+                        if result.qc.get("verdict") != "error":
+                            result.outputs.append("qc.json")
                 except DeepStationingError as exc:
                     error = str(exc)
                 except Exception as exc:  # noqa: BLE001 - reported, the others go on
@@ -154,6 +166,23 @@ def predict_cases(parser, cases: Sequence[CaseInput], out: str | os.PathLike, *,
             if on_case:
                 on_case(i + 1, len(cases), result)
     return results
+
+
+def _check(qc, case: CaseInput, folder: Path, ct: Image, organs: Image | None,
+           stations: Image) -> dict:
+    """QC of one prediction, written to ``folder/qc.json``; a failure of the checks is
+    logged and returned as verdict ``error`` (the prediction itself stands)."""
+    try:
+        report = qc.check(ct, organs, stations, ct_path=case.path)
+        report.write(folder)
+        return report.to_json()
+    except DeepStationingError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - the outputs are written; report and go on
+        error = f"{type(exc).__name__}: {exc}"
+        log.debug("%s", traceback.format_exc())
+    log.info("%s: QC failed: %s", case.name, error)
+    return {"verdict": "error", "error": error}
 
 
 def _write_nifti(case: CaseInput, folder: Path, organs: Image | None,
@@ -182,7 +211,12 @@ def _remote_case(context: dict, store_root: str, job: dict) -> tuple[bool, str]:
                                mirroring=c["mirroring"], threads=c["threads"],
                                stations=c["stations"])
         case = CaseInput(jj.params["name"], Path(jj.params["path"]))
-        results = predict_cases(parser, [case], c["out"], write=None)
+        qc = None
+        if c.get("qc", True):
+            from deepstationing.qc.run import QcRunner
+
+            qc = QcRunner(c["model"], c["folds"])
+        results = predict_cases(parser, [case], c["out"], write=None, qc=qc)
         r = results[0]
         if not r.ok:
             raise DeepStationingError(r.error)
@@ -196,7 +230,7 @@ def _remote_case(context: dict, store_root: str, job: dict) -> tuple[bool, str]:
             export_dicom(case.path, d, stations=read_image(d / "stations.nii.gz", label=True),
                          organs=organs, formats=formats)
         return {"seconds": r.seconds, "outputs": r.outputs, "timings": r.timings,
-                "stations_found": r.stations_found}
+                "stations_found": r.stations_found, "qc": r.qc}
 
     return execute(task, j, store)
 
@@ -214,7 +248,8 @@ def predict_cases_on_ray(args, cases: Sequence[CaseInput], out: str | os.PathLik
                "folds": [int(f) for f in args.folds.split(",")] if args.folds else None,
                "device": args.device, "threads": args.threads, "stations": args.stations,
                "mirroring": None if args.tta == "auto" else args.tta == "on",
-               "out": str(Path(out).resolve()), "formats": list(parse_formats(args.format))}
+               "out": str(Path(out).resolve()), "formats": list(parse_formats(args.format)),
+               "qc": not getattr(args, "no_qc", False)}
     jobs = [Job(f"cases/{c.name}", "predict_case",
                 {"name": c.name, "path": str(c.path.resolve())}, gpu=args.device == "cuda")
             for c in cases]
@@ -226,7 +261,8 @@ def predict_cases_on_ray(args, cases: Sequence[CaseInput], out: str | os.PathLik
         res = st.get("result", {})
         r = CaseResult(c.name, st.get("state") == "done", float(res.get("seconds", 0.0)),
                        list(res.get("outputs", [])), st.get("error", ""),
-                       dict(res.get("timings", {})), int(res.get("stations_found", 0)))
+                       dict(res.get("timings", {})), int(res.get("stations_found", 0)),
+                       res.get("qc"))
         results.append(r)
         if on_case:
             on_case(i, len(cases), r)

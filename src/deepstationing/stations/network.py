@@ -61,6 +61,7 @@ from deepstationing.organs.cascade import (
     default_model_dir,
     organ_oof_predictions,
 )
+from deepstationing.qc.reference import record_training_cases
 from deepstationing.timing import Timings
 from deepstationing.training import (
     ModelFolder,
@@ -148,6 +149,7 @@ def train_stations(cohort: Cohort, fold: int, *, channels: ChannelSpec | str,
         return model
     cases = station_cases(cohort, model, spec, options, fold)
     train_stage(cohort, fold, model, definition, cases, options)
+    record_training_cases(model.root, cohort, fold)  # the cohort's label ranges for QC
     return model
 
 

@@ -55,6 +55,7 @@ from pathlib import Path
 from deepstationing import __version__, schema
 from deepstationing.backbone.checkpoint import load_checkpoint_safely
 from deepstationing.data.atomic import atomic_file, publish_folder, staging_folder
+from deepstationing.data.locks import is_lock_file
 from deepstationing.errors import InputError
 
 __all__ = ["PackageLimits", "export_model_package", "import_model_package", "read_manifest",
@@ -121,6 +122,8 @@ def _model_files(root: Path) -> list[Path]:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 raise InputError(p, "not a regular file (device, pipe or socket)")
+            if is_lock_file(p):  # the empty lock files of jobs that updated the folder
+                continue
             if not name.lower().endswith(ALLOWED_SUFFIXES):
                 raise InputError(p, f"unexpected file {rel} in the model folder (allowed: "
                                     f"{', '.join(ALLOWED_SUFFIXES)})")
