@@ -94,14 +94,16 @@ def station_cases(cohort: Cohort, model: ModelFolder, spec: ChannelSpec,
     if spec.organs and spec.source == "gt":
         cohort_cases(cohort, "organs")
     if not spec.organs:
-        return [ExportCase(c.id, c.ct, c.stations, c.fold) for c in cases_in]
+        return [ExportCase(c.id, c.ct, c.stations, c.fold, patient=c.patient)
+                for c in cases_in]
     if spec.source == "gt":
-        return [ExportCase(c.id, c.ct, c.stations, c.fold, c.organs, "gt") for c in cases_in]
+        return [ExportCase(c.id, c.ct, c.stations, c.fold, c.organs, "gt", c.patient)
+                for c in cases_in]
     stages, what = ((SINGLE,), "single") if spec.source == "single" else \
         ((ANCHOR, NON_ANCHOR), "cascade")
     oof = organ_oof_predictions(cohort, model, stages, options)
     return [ExportCase(c.id, c.ct, c.stations, c.fold, oof[c.id][0],
-                       f"{what} fold {oof[c.id][1]}") for c in cases_in]
+                       f"{what} fold {oof[c.id][1]}", c.patient) for c in cases_in]
 
 
 def train_stations(cohort: Cohort, fold: int, *, channels: ChannelSpec | str,
