@@ -270,9 +270,6 @@ class KeyOrganSearchMixin:
 
     freeze_fraction = 0.2
     logit_lr = 1e-2
-    #: ``"adam"``: Adam (a step size per logit); ``"sgd"``: the logits' gradient divided by
-    #: its root mean square over the searched channels, then SGD with momentum 0.9.
-    logit_method = "adam"
     search_file = "search_weights.json"
 
     @staticmethod
@@ -339,12 +336,8 @@ class KeyOrganSearchMixin:
                                    "training cases of both halves; nothing to search")
             weighting.set_searched(searched)
         weighting.channel_logits.requires_grad_(False)  # weight steps leave them alone
-        if self.logit_method == "sgd":
-            self.logit_optimizer = torch.optim.SGD([weighting.channel_logits],
-                                                   lr=float(self.logit_lr), momentum=0.9)
-        else:
-            self.logit_optimizer = torch.optim.Adam([weighting.channel_logits],
-                                                    lr=float(self.logit_lr))
+        self.logit_optimizer = torch.optim.Adam([weighting.channel_logits],
+                                                lr=float(self.logit_lr))
         if state and state.get("logit_optimizer") and done:
             self.logit_optimizer.load_state_dict(_optimizer_state_from_json(
                 state["logit_optimizer"]))
@@ -389,9 +382,6 @@ class KeyOrganSearchMixin:
             (grad,) = torch.autograd.grad(loss, [logits])  # the weights get no gradient
         finally:
             logits.requires_grad_(False)
-        if self.logit_method == "sgd":
-            searched = self.weighting.channel_searched
-            grad = grad / grad[searched].pow(2).mean().sqrt().clamp_min(1e-12)
         self.logit_optimizer.zero_grad(set_to_none=True)
         logits.grad = grad
         self.logit_optimizer.step()
