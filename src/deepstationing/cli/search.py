@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
                         model_dir=model_dir, out_dir=out)
     print(f"ranking ({args.source} organs, fold {args.fold}):")
     for r in result.ranked:
-        print(f"  {r.rank:2d}. {r.organ:17s} {r.weight:.4f}")
+        left_out = "" if r.searched else "  left out: no voxel in the training cases of a half"
+        print(f"  {r.rank:2d}. {r.organ:17s} {r.weight:.4f}{left_out}")
     spec = top_spec(result.ranked, min(args.top, len(result.ranked)), source=args.source)
     print(f"top-{args.top}: {spec}")
     if args.source == "gt":

@@ -335,6 +335,11 @@ class KeyOrganSearchMixin:
                 raise RuntimeError("key-organ search: no organ channel has a voxel in the "
                                    "training cases of both halves; nothing to search")
             weighting.set_searched(searched)
+            self.print_to_log_file(
+                f"key-organ search: halves of {len(self.search_halves['weights'])} (weights) "
+                f"and {len(self.search_halves['logits'])} (logits) training cases; channels "
+                f"left out (no voxel in a half): "
+                f"{[i + 1 for i, s in enumerate(searched) if not s] or 'none'}")
         weighting.channel_logits.requires_grad_(False)  # weight steps leave them alone
         self.logit_optimizer = torch.optim.Adam([weighting.channel_logits],
                                                 lr=float(self.logit_lr))
