@@ -139,7 +139,8 @@ def real_rasterisation(tmp: Path) -> dict:
 def markdown(results: dict) -> str:
     lines = ["# Clinical DICOM I/O validation", "",
              f"`python benchmarks/bench_clinical_io.py` on {results['date']}, "
-             f"{results['cpus']} CPU(s). Tools: {results['tools']}.", "",
+             f"{results['cpus']} CPU(s), load average {results.get('load', '?')} (other "
+             f"jobs share the machine: timings scale with it). Tools: {results['tools']}.", "",
              "## dciodvfy (errors / warnings)", "", "| case | object | files | errors | warnings |",
              "|---|---|---|---|---|"]
     for r in results["phantom"]:
@@ -186,6 +187,7 @@ def main() -> int:
 
     pm = subprocess.run(["plastimatch", "--version"], capture_output=True, text=True)
     results = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(),
+               "load": ", ".join(f"{v:.1f}" for v in os.getloadavg()),
                "platform": platform.platform(),
                "tools": f"plastimatch {pm.stdout.strip().split()[-1] if pm.stdout else '?'}, "
                         "dciodvfy (dicom3tools 1.00~20220618)",

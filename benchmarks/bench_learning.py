@@ -17,6 +17,14 @@ CPU cores)::
 
 Settings are channel specs (``none``, ``gt:all``, ``gt:all+sdm``, ...). Existing training
 in ``--workdir`` is reused (a finished setting is not retrained).
+
+``--inner`` is for choosing settings (learning rate, optimiser, CT window, network, grid)
+without looking at the reported fold: the run then uses the *inner* cohort of ``--fold``
+(its training cases only) and scores inner fold 0, validation cases inside the training
+folds (``docs/defaults.md`` lists what was chosen this way)::
+
+    python benchmarks/bench_learning.py --inner --settings gt:all --optimizer sgd --lr 1e-2 \
+        --out-name tune_sgd
 """
 
 from __future__ import annotations
@@ -49,6 +57,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--workdir", default="/tmp/deepstationing-bench-learning")
+    p.add_argument("--inner", action="store_true",
+                   help="tune: run on the training cases of --fold, score inner fold 0")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: trainer's)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default=None)
+    p.add_argument("--ct-window", default="fixed", choices=("fixed", "nnunet"),
+                   help="station CT window: the toolkit's fixed [-1000, 1000] HU or nnU-Net's "
+                        "statistics of the target's foreground")
+    p.add_argument("--patch", default=None, help="patch z,y,x (default: CpuConfig's)")
+    p.add_argument("--features", default=None, help="features per level (default: CpuConfig's)")
+    p.add_argument("--spacing", default=None, metavar="X,Y,Z",
+                   help="grid of the station network in mm (default: the cohort's)")
     p.add_argument("--out-name", default="learning")
     p.add_argument("--note", default="", help="a sentence for the results (how it was run)")
     return p.parse_args(argv)
@@ -71,7 +90,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from deepstationing import schema
     from deepstationing.backbone.channels import ChannelSpec
-    from deepstationing.data.cohort import Cohort
+    from deepstationing.backbone.plans import CpuConfig
+    from deepstationing.data.cohort import Cohort, inner_cohort
     from deepstationing.phantom import generate_cohort
     from deepstationing.rules.evaluation import evaluate_rules
     from deepstationing.stations.evaluation import evaluate_station_stage
@@ -84,9 +104,24 @@ def main(argv=None) -> int:
         cohort = Cohort(cohort_dir)
     else:
         cohort = generate_cohort(cohort_dir, args.cases, seed=args.seed, preset=args.preset)
-    test = [cohort.case(c) for c in cohort.test_ids(args.fold)]
+    fold = args.fold
+    if args.inner:
+        cohort = inner_cohort(cohort, args.fold, work / f"{cohort_dir.name}_inner{args.fold}")
+        fold = 0
+    test = [cohort.case(c) for c in cohort.test_ids(fold)]
+    base = CpuConfig()
+    cpu = CpuConfig(tuple(int(v) for v in args.patch.split(",")) if args.patch
+                    else base.patch_size,
+                    tuple(int(v) for v in args.features.split(",")) if args.features
+                    else base.features, base.batch_size, learning_rate=args.lr,
+                    optimizer=args.optimizer)
+    spacing = tuple(float(v) for v in args.spacing.split(","))[::-1] if args.spacing else None
+    if args.ct_window == "nnunet":  # the comparison of docs/defaults.md: nnU-Net's statistics
+        import deepstationing.training.stages as stages
+
+        stages.STATION_CT_WINDOW = None
     settings = split_settings(args.settings)
-    print(f"cohort {cohort_dir} ({len(cohort)} cases), fold {args.fold} held out "
+    print(f"cohort {cohort.root} ({len(cohort)} cases), fold {fold} held out "
           f"({len(test)} cases); settings {settings}", file=sys.stderr)
     t0 = time.perf_counter()
     rules = summarize(evaluate_rules(test))
@@ -95,26 +130,26 @@ def main(argv=None) -> int:
     results = {"rules": rules, "settings": {}}
     for spec_text in settings:
         spec = ChannelSpec.parse(spec_text)
-        opts = TrainOptions(workdir=work / "runs", config="cpu",
+        opts = TrainOptions(workdir=work / "runs", config="cpu", cpu=cpu, spacing=spacing,
                             budget=TrainBudget(args.epochs, args.iterations),
                             device=args.device, threads=args.threads, workers=args.workers,
                             snapshot_every=args.snapshot_every,
                             progress=lambda m: print(m, file=sys.stderr, flush=True))
-        model_dir = work / "models" / f"{spec.tag}"
+        model_dir = work / "models" / f"{args.out_name}-{spec.tag}"
         t1 = time.perf_counter()
-        model = train_stations(cohort, args.fold, channels=spec, options=opts,
+        model = train_stations(cohort, fold, channels=spec, options=opts,
                                model_dir=model_dir)
         model = ModelFolder.open(model.root)
         folder = model.station_stage(str(spec))
-        record = model.fold_record(folder, args.fold)
-        runs = json.loads((model.checkpoint(folder, args.fold).parent /
+        record = model.fold_record(folder, fold)
+        runs = json.loads((model.checkpoint(folder, fold).parent /
                            "deepstationing_runs.json").read_text())
         train_seconds, per_iteration = training_speed(runs)
         curve = []
-        fold_dir = model.checkpoint(folder, args.fold).parent
+        fold_dir = model.checkpoint(folder, fold).parent
         for snap in sorted(fold_dir.glob("checkpoint_epoch_*.pth")):
             epoch = int(snap.stem.rsplit("_", 1)[1])
-            ev = summarize(evaluate_station_stage(model, test, args.fold, stations=folder,
+            ev = summarize(evaluate_station_stage(model, test, fold, stations=folder,
                                                   organs="gt", checkpoint=snap.name,
                                                   device=args.device, threads=args.threads))
             curve.append({"epoch": epoch, "iterations": epoch * args.iterations,
@@ -131,7 +166,8 @@ def main(argv=None) -> int:
         "command": "python benchmarks/bench_learning.py " + " ".join(argv or sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
         "cohort": {"preset": args.preset, "cases": args.cases, "seed": args.seed,
-                   "fold": args.fold, "test_cases": [c.id for c in test]},
+                   "fold": args.fold, "inner": args.inner, "test_cases": [c.id for c in test]},
+        "network": cpu.to_json(), "spacing": args.spacing, "ct_window": args.ct_window,
         "budget": {"epochs": args.epochs, "iterations": args.iterations,
                    "snapshot_every": args.snapshot_every},
         "total_minutes": round((time.perf_counter() - t0) / 60, 1), "note": args.note,
@@ -183,9 +219,14 @@ def markdown(results: dict) -> str:
              f"Command: `{meta['command']}`  ",
              f"Date {meta['date']}; machine: {meta['machine']}.  ",
              f"Cohort: phantom `{meta['cohort']['preset']}` preset, {meta['cohort']['cases']} "
-             f"cases (seed {meta['cohort']['seed']}), fold {meta['cohort']['fold']} held out "
-             f"({len(meta['cohort']['test_cases'])} cases); CPU configuration; organ channels "
-             "from the ground truth.  ",
+             f"cases (seed {meta['cohort']['seed']}), " + (
+                 f"the training cases of fold {meta['cohort']['fold']} only, inner fold 0 held "
+                 "out (validation cases for choosing settings)"
+                 if meta["cohort"].get("inner") else f"fold {meta['cohort']['fold']} held out")
+             + f" ({len(meta['cohort']['test_cases'])} cases); CPU configuration "
+             f"{meta.get('network', '')}, grid {meta.get('spacing') or 'the cohort''s'}, "
+             f"CT window {meta.get('ct_window', 'fixed')}; organ channels from the ground "
+             "truth.  ",
              f"Budget per setting: {meta['budget']['epochs']} epochs x "
              f"{meta['budget']['iterations']} iterations (batch 2), a checkpoint kept every "
              f"{meta['budget']['snapshot_every']} epochs. Total time {meta['total_minutes']} "

@@ -8,8 +8,19 @@ does not depend on how well it is trained), then predicts full-preset phantom CT
 peak memory (resident set, and CUDA's peak on a GPU). Writes ``predict_profile.json`` and
 ``predict_profile.md``.
 
+With ``--dicom-slices N`` a full-resolution phantom case with about N slices is also written
+as a DICOM CT series and predicted from that folder, its write step timing the RTSTRUCT and
+the two SEGs as ``predict --format nifti,rtstruct,seg`` writes them (``DICOM: ...`` rows).
+``--dicom-only`` times the DICOM writing alone, without a model: the RTSTRUCT + two SEGs of
+that series for the phantom's truth and for a scattered copy (fragments of every label
+strewn over each slice, as a model produces on a scan unlike its training data),
+``--repeats`` times each, then checks the files with dciodvfy, plastimatch and highdicom
+(``--validate``); it writes ``dicom_write.json`` and ``dicom_write.md`` (or ``--out-name``).
+Run with an older checkout's sources on the path it times that code's writing (totals only).
+
     python benchmarks/bench_predict.py                       # CPU, 2 threads
     python benchmarks/bench_predict.py --device cuda --out-name predict_profile_gpu
+    python benchmarks/bench_predict.py --dicom-only --validate   # DICOM writing, 134 slices
 """
 
 from __future__ import annotations
@@ -37,6 +48,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tall", type=int, default=400, help="slices of the tall CT (0: skip)")
     p.add_argument("--workdir", default="/tmp/deepstationing-bench-predict")
     p.add_argument("--out-name", default="predict_profile")
+    p.add_argument("--dicom-slices", type=int, default=0,
+                   help="also predict a full-resolution phantom DICOM series of about this "
+                        "many slices, writing RTSTRUCT + SEGs (0: skip; --dicom-only: 134)")
+    p.add_argument("--dicom-only", action="store_true",
+                   help="time only the DICOM writing of that series (no model)")
+    p.add_argument("--repeats", type=int, default=3, help="--dicom-only: runs per label map")
+    p.add_argument("--validate", action="store_true",
+                   help="--dicom-only: check the files with dciodvfy, plastimatch, highdicom")
     return p.parse_args(argv)
 
 
@@ -63,8 +82,144 @@ def build_model(work: Path, device: str):
     return ModelFolder.open(model_dir)
 
 
+def dicom_case(work: Path, slices: int):
+    """A full-preset phantom case with about ``slices`` slices as a DICOM CT series, and its
+    truth maps: ``(series folder, stations, organs)`` (made once, then reused)."""
+    from deepstationing.data.dicom.series import write_ct_series
+    from deepstationing.data.image import read_image, write_image
+    from deepstationing.phantom import generate_case
+
+    folder = work / f"dicom_{slices}"
+    if not (folder / "stations.nii.gz").exists():
+        # the case's head-foot extent from a cheap grid, then the slice spacing that gives
+        # about ``slices`` slices over it
+        extent = (generate_case(0, preset="small").ct.shape[0] - 1) * 5.0
+        case = generate_case(0, preset="full",
+                             spacing=(0.7, 0.7, round(extent / (slices - 1), 3)))
+        write_ct_series(case.ct, folder / "ct", uid_seed="bench-dicom")
+        write_image(case.stations, folder / "stations.nii.gz")
+        write_image(case.organs, folder / "organs.nii.gz")
+    return (folder / "ct", read_image(folder / "stations.nii.gz", label=True),
+            read_image(folder / "organs.nii.gz", label=True))
+
+
+def scattered(image, n_labels: int, per_slice: int, seed: int):
+    """``image`` with ``per_slice`` fragments (3 x 3 to 9 x 9 voxels) of random labels
+    strewn over each slice, in the background."""
+    rng = np.random.default_rng(seed)
+    arr = np.array(image.array)
+    nz, ny, nx = arr.shape
+    for k in range(nz):
+        for _ in range(per_slice):
+            h, w = rng.integers(3, 10, 2)
+            r, c = rng.integers(0, ny - h), rng.integers(0, nx - w)
+            box = arr[k, r:r + h, c:c + w]
+            box[box == 0] = rng.integers(1, n_labels + 1)
+    return image.with_array(arr)
+
+
+def _validate(ct: Path, out: Path, stations, organs) -> dict:
+    """dciodvfy errors, plastimatch Dice per label, exact read-back by highdicom and by us."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from deepstationing.data.dicom.export import RTSTRUCT_FILE, SEG_FILES
+    from deepstationing.data.dicom.rtstruct import rasterize_rtstruct, read_rtstruct
+    from deepstationing.data.dicom.seg import read_seg
+    from deepstationing.data.dicom.series import read_series_reference
+    from deepstationing.schema import ORGANS, STATIONS
+    from dicom_tools import dciodvfy_report, dice, plastimatch_masks
+
+    ref = read_series_reference(ct)
+    res = {"dciodvfy_errors": {f.name: len(dciodvfy_report(f)[0]) for f in sorted(out.iterdir())}}
+    masks = plastimatch_masks(out / RTSTRUCT_FILE, out.parent / f"{out.name}_pm",
+                              referenced_ct=ct)
+    scores = [dice(masks[lab.roi_name][0], lm.array == lab.id)
+              for labels, lm in ((STATIONS, stations), (ORGANS, organs)) for lab in labels
+              if (lm.array == lab.id).any()]
+    res["plastimatch_dice_min"] = round(min(scores), 5)
+    res["plastimatch_labels"] = len(scores)
+    back = rasterize_rtstruct(read_rtstruct(out / RTSTRUCT_FILE), ref)
+    res["own_reader_exact"] = all(np.array_equal(back[lab.roi_name], lm.array == lab.id)
+                                  for labels, lm in ((STATIONS, stations), (ORGANS, organs))
+                                  for lab in labels if lab.roi_name in back)
+    res["seg_exact_highdicom"] = all(
+        np.array_equal(read_seg(out / SEG_FILES[k], ref)[0].array, lm.array)
+        for k, lm in (("stations", stations), ("organs", organs)))
+    return res
+
+
+def dicom_only(args, argv=None) -> int:
+    """Time the RTSTRUCT + two SEGs of the DICOM series, truth and scattered, --repeats times."""
+    import inspect
+    import shutil
+
+    from deepstationing.data.dicom.export import export_dicom
+    from deepstationing.timing import Timings
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    slices = args.dicom_slices or 134
+    ct, stations, organs = dicom_case(work, slices)
+    maps = {"phantom truth": (stations, organs),
+            "scattered (truth + 20 fragments per slice per map)":
+                (scattered(stations, 12, 20, 1), scattered(organs, 22, 20, 2))}
+    runs = []
+    for name, (st, org) in maps.items():
+        for i in range(args.repeats):
+            out = work / "dicom_out" / f"{len(runs)}"
+            shutil.rmtree(out, ignore_errors=True)
+            t = Timings()
+            # an export_dicom without step timings (older code, for a before/after): totals
+            kw = {"timings": t} if "timings" in inspect.signature(export_dicom).parameters \
+                else {}
+            wall, cpu = time.perf_counter(), time.process_time()
+            files = export_dicom(ct, out, stations=st, organs=org, **kw)
+            run = {"maps": name, "run": i + 1, "wall_s": round(time.perf_counter() - wall, 2),
+                   "cpu_s": round(time.process_time() - cpu, 2),
+                   "steps_s": {k: round(v, 2) for k, v in t.steps.items()},
+                   "sizes_mb": {f.name: round(f.stat().st_size / 1e6, 2) for f in files},
+                   "load_average_1min": round(os.getloadavg()[0], 1)}
+            runs.append(run)
+            print(f"{name} run {i + 1}: {run['wall_s']} s wall, {run['cpu_s']} s CPU "
+                  f"(load {run['load_average_1min']})\n{t.table()}", file=sys.stderr,
+                  flush=True)
+        if args.validate:
+            runs[-1]["validation"] = _validate(ct, out, st, org)
+            print(f"{name}: {runs[-1]['validation']}", file=sys.stderr, flush=True)
+    shape = list(stations.shape)
+    meta = {"command": "python benchmarks/bench_predict.py " + " ".join(argv or sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "series": f"full-preset phantom case 0 as a DICOM CT series: {shape[0]} slices of "
+                      f"{shape[1]} x {shape[2]}, spacing "
+                      f"{', '.join(f'{v:g}' for v in stations.spacing)} mm (x, y, z)",
+            "machine": f"{platform.node()}: {os.cpu_count()} CPU cores, shared"}
+    name = "dicom_write" if args.out_name == "predict_profile" else args.out_name
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "runs": runs},
+                                                     indent=2) + "\n")
+    steps = list(dict.fromkeys(k for r in runs for k in r["steps_s"]))
+    lines = ["# predict: writing RTSTRUCT + two SEGs (seconds)", "",
+             f"Command: `{meta['command']}`; {meta['date']}; {meta['machine']}.  ",
+             f"Series: {meta['series']}. `wall` is elapsed time, `CPU` the process's CPU "
+             "time (what it would take on a free core); run 1 of each process also loads "
+             "highdicom's tables of the DICOM standard.", "",
+             "| " + " | ".join(["maps", "run", *steps, "wall", "CPU", "load"]) + " |",
+             "|" + "---|" * (len(steps) + 5)]
+    for r in runs:
+        cells = [r["maps"], str(r["run"]), *(f"{r['steps_s'].get(k, 0):.2f}" for k in steps),
+                 f"**{r['wall_s']:.2f}**", f"{r['cpu_s']:.2f}", str(r["load_average_1min"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    for r in runs:
+        if "validation" in r:
+            lines.append(f"\nValidation, {r['maps']}: {json.dumps(r['validation'])}")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / name}.{{json,md}}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.dicom_only:
+        return dicom_only(args, argv)
     from deepstationing.data.image import Image, read_image, write_image
     from deepstationing.phantom import generate_case
     from deepstationing.stations.network import StationParser
@@ -84,6 +239,11 @@ def main(argv=None) -> int:
             case = generate_case(10 + i, seed=0, preset="full")
             write_image(case.ct, path)
         inputs.append(path)
+    dicom = {}
+    if args.dicom_slices:
+        ct_dir, _, _ = dicom_case(work, args.dicom_slices)
+        inputs.append(ct_dir)
+        dicom[ct_dir] = True
     if args.tall:
         path = work / f"tall_{args.tall}.nii.gz"
         if not path.exists():
@@ -101,11 +261,16 @@ def main(argv=None) -> int:
         with t("read"):
             ct = read_image(path)
         organs, stations = parser.predict(ct, timings=t)
-        out = work / "out" / path.name.split(".")[0]
+        out = work / "out" / (path.parent.name if path in dicom else path.name.split(".")[0])
         with t("write"):
             write_image(organs, out / "organs.nii.gz")
             write_image(stations, out / "stations.nii.gz")
-        row = {"input": path.name, "shape_zyx": list(ct.shape),
+        if path in dicom:  # as predict --format nifti,rtstruct,seg
+            from deepstationing.data.dicom.export import export_dicom
+
+            export_dicom(path, out, stations=stations, organs=organs, timings=t)
+        row = {"input": f"{path.parent.name}/{path.name}" if path in dicom else path.name,
+               "shape_zyx": list(ct.shape),
                "spacing_xyz": [round(v, 2) for v in ct.spacing],
                "steps": {k: round(v, 2) for k, v in t.steps.items()},
                "total_s": round(t.total(), 2), "peak_rss_mb_so_far": round(peak_rss_mb())}

@@ -15,4 +15,5 @@ case "${1:-}" in
   --all) marker=(-m "slow or not slow"); shift ;;
 esac
 "$root/.venv/bin/python" -m ruff check src tests benchmarks
+"$root/.venv/bin/lint-imports" --no-cache  # the import ladder (pyproject.toml [tool.importlinter])
 exec "$root/.venv/bin/python" -m pytest "${marker[@]}" "$@"

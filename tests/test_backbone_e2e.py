@@ -103,7 +103,11 @@ def test_channels_are_out_of_fold(trained, cohort):
     assert set(seen) == {"nonanchor", "stations"}
     for case in cohort:
         assert seen["nonanchor"][case.id] == f"anchor fold {case.fold}"
-        assert seen["stations"][case.id] == f"cascade fold {case.fold}"
+    # the station stage (fold 0) exported its training cases only: nnU-Net never saw the
+    # held-out ones (fingerprint, normalisation, target spacing come from training cases)
+    assert sorted(seen["stations"]) == sorted(cohort.train_ids(0))
+    for case_id in cohort.train_ids(0):
+        assert seen["stations"][case_id] == f"cascade fold {cohort.case(case_id).fold}"
     # the cached prediction files record the checkpoints and are reproduced by that fold
     prov_files = sorted(ws.predictions.glob("*/*/provenance.json"))
     assert {p.parent.name for p in prov_files} == {"anchor", "anchor+nonanchor"}
@@ -175,7 +179,7 @@ def test_resume_continues_from_last_checkpoint(cohort, tmp_path):
     interrupted = _options(tmp_path / "runs", budget=budget, stop_after_epochs=1)
     with pytest.raises(TrainingStopped):
         train_organs(cohort, 1, options=interrupted, stages=("anchor",))
-    fold_dir = next((tmp_path / "runs" / "nnunet_results").glob("Dataset*/*/fold_1"))
+    fold_dir = next((tmp_path / "runs" / "nnunet_results").glob("Dataset*_f1/*/fold_all"))
     assert checkpoint_epoch(fold_dir / "checkpoint_latest.pth") == 1
     assert not (fold_dir / "checkpoint_final.pth").exists()
     model = train_organs(cohort, 1, options=_options(tmp_path / "runs", budget=budget),
@@ -230,7 +234,7 @@ def test_training_never_mirrors_and_rotates_little(trained):
 
     _, model = trained
     for stage in model.stage_folders:
-        plans = json.loads((model.stage_folder(stage) / "plans.json").read_text())
+        plans = json.loads((model.stage_folder(stage) / "fold_0" / "plans.json").read_text())
         assert plans["deepstationing"] == {"mirror_axes": [], "max_rotation_deg": 15.0}
         ck = torch.load(model.checkpoint(stage, 0), map_location="cpu", weights_only=False)
         assert ck["inference_allowed_mirroring_axes"] is None
@@ -244,7 +248,7 @@ def test_trainer_augmentation_follows_the_plans(trained):
     from deepstationing.backbone.trainers.deepstationing_trainers import DeepStationingTrainerCPU
 
     opts, model = trained
-    folder = model.stage_folder("stations-pred-all")
+    folder = model.stage_folder("stations-pred-all") / "fold_0"
     plans = json.loads((folder / "plans.json").read_text())
     plans["configurations"]["3d_fullres"]["patch_size"] = [4, 32, 32]  # thick: dummy 2D
     with nnunet_environment(opts.workspace):
@@ -391,31 +395,21 @@ def test_resume_after_killed_process(cohort, tmp_path):
 
 # ------------------------------------------------------------------ batch prediction, speed
 def _reference_predict(parser, ct, organs=None):
-    """The cascade as it was before the speed work (concatenated float32 copies)."""
+    """The cascade composed from its building blocks, with concatenated float32 copies."""
     from deepstationing.backbone.channels import encode_channels
-    from deepstationing.backbone.predict import model_spacing
-    from deepstationing.data.orientation import (
-        back_to_grid,
-        from_orientation,
-        to_model_grid,
-        to_orientation,
-    )
+    from deepstationing.backbone.inputs import labels_on_grid, labels_to_case, stage_grid
     from deepstationing.training.stages import STATION_LABELS
 
     code = parser.definition.orientation
-    oriented = to_orientation(ct, code)
-    work = to_model_grid(oriented, model_spacing(parser.model.stage_folder(parser.folder)))
-    if organs is None:
-        organ_arr = parser.organs.predict_oriented(work)
-    else:
-        organ_arr = to_model_grid(to_orientation(organs, code), work.array_spacing,
-                                  label=True).array
+    organs = parser.organs.predict(ct) if organs is None else organs
+    work = stage_grid(ct, parser.stations.spacing, code)
+    organ_arr = labels_on_grid(organs, work, code).array
     x = np.concatenate([work.array.astype(np.float32)[None],
                         encode_channels(organ_arr, parser.channels,
                                         work.array_spacing).astype(np.float32)])
     local = parser.stations.predict(x, work.array_spacing)
-    st = back_to_grid(work.with_array(STATION_LABELS.to_schema(local)), oriented)
-    return from_orientation(st.array, code, ct)
+    st = labels_to_case(local, work, ct, code)
+    return st.with_array(STATION_LABELS.to_schema(st.array))
 
 
 def test_prediction_unchanged_by_the_speed_work(trained, cohort):
@@ -426,7 +420,7 @@ def test_prediction_unchanged_by_the_speed_work(trained, cohort):
     case = cohort.case(cohort.test_ids(0)[0])
     ct = read_image(case.ct)
     # the network step: argmax where the logits are == nnU-Net's predict_single_npy_array,
-    # for one fold and for an ensemble of all four
+    # for one fold at a time (nnU-Net's own path knows one fold's plans)
     organs = read_image(case.organs, label=True)
     x = network_input(ct.array, organs.array, parser.channels, ct.array_spacing)
     for stage in (parser.stations, StagePredictor(model.stage_folder("stations-pred-all"),
@@ -434,10 +428,12 @@ def test_prediction_unchanged_by_the_speed_work(trained, cohort):
         fast = stage.predict(x, ct.array_spacing)
         assert np.array_equal(fast, stage.predict_reference(x, {"spacing":
                                                                list(ct.array_spacing)}))
-    anchors = StagePredictor(model.stage_folder("anchor"), [0, 1, 2, 3], threads=1)
     x1 = network_input(ct.array, None, ChannelSpec("pred", ()), ct.array_spacing)
-    assert np.array_equal(anchors.predict(x1, ct.array_spacing),
-                          anchors.predict_reference(x1, {"spacing": list(ct.array_spacing)}))
+    for f in (0, 1, 2, 3):  # each fold has its own plans (normalisation statistics)
+        anchors = StagePredictor(model.stage_folder("anchor"), [f], threads=1)
+        assert np.array_equal(anchors.predict(x1, ct.array_spacing),
+                              anchors.predict_reference(x1, {"spacing":
+                                                             list(ct.array_spacing)}))
     _, fast = parser.predict(ct)
     assert np.array_equal(fast.array, _reference_predict(parser, ct).array)
     if LUNG2.exists():  # a real CT, resampled to the model's grid and back

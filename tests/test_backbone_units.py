@@ -12,7 +12,7 @@ from deepstationing import schema
 from deepstationing.backbone.channels import ChannelSpec, organ_channels
 from deepstationing.backbone.datasets import ExportCase, export_dataset
 from deepstationing.backbone.env import Workspace, nnunet_environment
-from deepstationing.backbone.plans import CpuConfig, _write_splits
+from deepstationing.backbone.plans import CpuConfig
 from deepstationing.cli.main import main
 from deepstationing.data.image import Image, read_image, write_image
 from deepstationing.data.orientation import (
@@ -116,7 +116,8 @@ def test_export_dataset_writes_nnunet_layout(tmp_path):
                                 d / "organs.nii.gz", "gt"))
     labels = NON_ANCHOR_LABELS
     ref, written = export_dataset(ws, "k1", "nonanchor_test", cases, labels=labels,
-                                  channels=ChannelSpec.parse("gt:heart,spine"))
+                                  channels=ChannelSpec.parse("gt:heart,spine"),
+                                  spacing=(5.0, 0.8, 0.8))
     assert written and ref.name == "Dataset601_nonanchor_test"
     dj = json.loads((ref.raw_folder / "dataset.json").read_text())
     assert dj["channel_names"] == {"0": "CT", "1": "noNorm", "2": "noNorm"}
@@ -137,18 +138,13 @@ def test_export_dataset_writes_nnunet_layout(tmp_path):
     assert np.array_equal(lab > 0, organs == schema.ORGANS.by_key("esophagus").id)
     # same inputs again: reused, same id; another key: a new id
     ref2, written2 = export_dataset(ws, "k1", "nonanchor_test", cases, labels=labels,
-                                    channels=ChannelSpec.parse("gt:heart,spine"))
+                                    channels=ChannelSpec.parse("gt:heart,spine"),
+                                    spacing=(5.0, 0.8, 0.8))
     assert not written2 and ref2.id == ref.id
     ref3, _ = export_dataset(ws, "k2", "other", cases[:1], labels=labels,
-                             channels=ChannelSpec.parse("none"))
+                             channels=ChannelSpec.parse("none"), spacing=(5.0, 0.8, 0.8))
     assert ref3.id == ref.id + 1
     assert sorted(p.name for p in (ref3.raw_folder / "imagesTr").iterdir()) == ["c0_0000.nii.gz"]
-    # splits follow the cohort folds
-    pre = tmp_path / "pre"
-    pre.mkdir()
-    _write_splits(pre, ref)
-    splits = json.loads((pre / "splits_final.json").read_text())
-    assert splits[1] == {"train": ["c0", "c2"], "val": ["c1"]}
 
 
 def test_export_rejects_geometry_mismatch(tmp_path):
@@ -160,7 +156,7 @@ def test_export_rejects_geometry_mismatch(tmp_path):
     case = ExportCase("c", d / "ct.nii.gz", d / "bad.nii.gz", 0)
     with pytest.raises(InputError, match="geometry mismatch"):
         export_dataset(Workspace(tmp_path / "ws"), "k", "x", [case], labels=ANCHOR_LABELS,
-                       channels=ChannelSpec.parse("none"))
+                       channels=ChannelSpec.parse("none"), spacing=(5.0, 0.8, 0.8))
 
 
 # ------------------------------------------------------------------ plans, env
@@ -229,9 +225,9 @@ def test_model_folder_errors(tmp_path):
         ModelFolder.open(tmp_path / "empty")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / MODEL_FILE).write_text("{}")
-    with pytest.raises(InputError, match="format None, this version reads format 2"):
+    with pytest.raises(InputError, match="format None, this version reads format 3"):
         ModelFolder.open(tmp_path / "bad")
-    (tmp_path / "bad" / MODEL_FILE).write_text('{"format": 2, "stages": {"x": {}}}')
+    (tmp_path / "bad" / MODEL_FILE).write_text('{"format": 3, "stages": {"x": {}}}')
     with pytest.raises(InputError, match="malformed"):
         ModelFolder.open(tmp_path / "bad")
     (tmp_path / "bad" / MODEL_FILE).write_text("{not json")

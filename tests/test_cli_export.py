@@ -30,7 +30,7 @@ def case_dir(tmp_path_factory):
     write_image(case.organs, tmp / "organs.nii.gz")
     model = tmp / "model"
     model.mkdir()
-    (model / "deepstationing_model.json").write_text(json.dumps({"format": 2, "stages": {}}))
+    (model / "deepstationing_model.json").write_text(json.dumps({"format": 3, "stages": {}}))
     return case, tmp
 
 

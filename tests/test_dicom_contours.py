@@ -10,6 +10,7 @@ from deepstationing.data.dicom.contours import (
     contours_to_mask,
     fill_polygons,
     join_holes,
+    label_map_contours,
     mask_to_contours,
     mask_to_polygons,
     signed_area,
@@ -141,3 +142,129 @@ def test_oblique_contour_is_refused():
     tilted = np.array([[1.0, 1.0, 0.0], [5.0, 1.0, 2.0], [5.0, 5.0, 4.0]])
     with pytest.raises(InputError, match="not parallel to the CT slices"):
         contours_to_mask([tilted], img, name="GTV", source="rs.dcm")
+
+
+# ----------------------------------------------------------- label maps traced in bulk
+def _canonical(contours) -> list:
+    """Contours as comparable values: each a cyclic sequence from its least vertex."""
+    out = []
+    for k, pts in contours:
+        p = [tuple(np.round(v, 6)) for v in pts]
+        i = min(range(len(p)), key=p.__getitem__)
+        out.append((k, tuple(p[i:] + p[:i])))
+    return sorted(out)
+
+
+def _scattered_labels(seed: int, shape=(4, 70, 90), n_labels=5) -> np.ndarray:
+    """Blobs of several labels touching each other, holes, islands and specks everywhere."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros(shape, np.uint8)
+    for v in range(1, n_labels + 1):
+        lab[_blobs(seed * 10 + v, shape)] = v
+    specks = rng.random(shape) < 0.01
+    lab[specks] = rng.integers(1, n_labels + 1, size=int(specks.sum()))
+    return lab
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_label_map_contours_match_each_label_traced_alone(seed, monkeypatch):
+    """All labels at once = each label's mask alone, however the boxes are packed."""
+    import deepstationing.data.dicom.tracing as tracing
+
+    lab = _scattered_labels(seed)
+    img = Image(np.zeros(lab.shape, np.int16), spacing=(0.8, 0.7, 2.5), origin=(5.0, -3.0, 9.0))
+    alone = {v: _canonical(mask_to_contours(lab == v, img)) for v in range(1, 6)}
+    variants = {"default": {}, "many fields": {"FIELD_CELLS": 3000}}
+    for name, settings in variants.items():
+        for key, value in settings.items():
+            monkeypatch.setattr(tracing, key, value)
+        bulk = label_map_contours(lab, img, 5)
+        for v in range(1, 6):
+            assert _canonical(bulk[v]) == alone[v], (name, v)
+            back = contours_to_mask([c for _, c in bulk[v]], img)
+            assert np.array_equal(back, lab == v), (name, v)
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_holes_join_the_region_around_them(seed):
+    """Holes given their region by the pixel next to them = join_holes' point-in-polygon
+    assignment: many regions, holes, islands in holes, corners touching."""
+    rng = np.random.default_rng(seed)
+    sl = np.zeros((120, 150), bool)
+    for _ in range(12):  # rings (regions with a hole), some with an island inside
+        r, c, h = rng.integers(8, 100), rng.integers(8, 130), rng.integers(6, 16)
+        sl[r:r + h, c:c + h] = True
+        sl[r + 2:r + h - 2, c + 2:c + h - 2] = False
+        if h > 9:
+            sl[r + 4:r + h - 4, c + 4:c + h - 4] = True
+    sl |= _blobs(seed, (1, 120, 150))[0] & (rng.random((120, 150)) < 0.5)
+    img = Image(np.zeros((1, 120, 150), np.int16))
+    ours = _canonical(mask_to_contours(sl[None], img))
+    geometric = [(0, np.column_stack([p[:, 1], p[:, 0], np.zeros(len(p))]))
+                 for p in join_holes(mask_to_polygons(sl))]
+    assert ours == _canonical(geometric)
+    assert sum(signed_area(p) < 0 for p in mask_to_polygons(sl)) >= 5  # holes were there
+
+
+def test_contours_of_a_label_map_in_another_slice_order_land_on_the_right_slices(tmp_path):
+    """A label map whose slices run the other way (z flipped) still names each contour's
+    CT slice by its world z; a map between the CT's slices is refused."""
+    from deepstationing.data.dicom.rtstruct import (
+        rasterize_rtstruct,
+        read_rtstruct,
+        rois_from_label_map,
+        write_rtstruct,
+    )
+    from deepstationing.data.dicom.series import write_ct_series
+    from deepstationing.schema import STATIONS
+
+    ct = Image(np.zeros((5, 16, 16), np.int16), spacing=(1.0, 1.0, 2.0))
+    ref = write_ct_series(ct, tmp_path / "ct", uid_seed="order")
+    lab = np.zeros(ct.shape, np.uint8)
+    lab[1, 3:7, 3:9] = 8
+    lab[3, 9:12, 4:6] = 7
+    z_flipped = Image(lab[::-1].copy(), spacing=(1.0, 1.0, 2.0),
+                      origin=ct.index_to_world((4, 0, 0)),
+                      direction=(1, 0, 0, 0, 1, 0, 0, 0, -1))
+    write_rtstruct(rois_from_label_map(z_flipped, STATIONS), ref, tmp_path / "rs.dcm")
+    back = rasterize_rtstruct(read_rtstruct(tmp_path / "rs.dcm"), ref)
+    assert np.array_equal(back["LNS_4R"], lab == 8) and np.array_equal(back["LNS_4L"], lab == 7)
+    between = Image(lab, spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 1.0))
+    with pytest.raises(InputError, match="LNS_4L: a contour at .* lies on no slice"):
+        write_rtstruct(rois_from_label_map(between, STATIONS), ref, tmp_path / "rs2.dcm")
+
+
+def test_ds_joined_is_format_ds_of_each_value():
+    from deepstationing.data.dicom.values import ds_joined, ds_list
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 300, 500), np.round(rng.normal(0, 300, 500), 1),
+                             [0.0, -0.0, 1e-17, -123456.78901234567, 2.5, 2.5]])
+    text, ends = ds_joined(values.reshape(-1, 2))
+    assert text.decode("ascii").split("\\")[:-1] == ds_list(values)
+    assert len(ends) == len(values) and text[ends[9]:ends[19] - 1].decode("ascii") == \
+        "\\".join(ds_list(values[10:20]))
+    assert max(len(v) for v in ds_list(values)) <= 16
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_outlines_are_scikit_image_marching_squares(seed):
+    """The same polygons as skimage.measure.find_contours (level 0.5, zero-padded slice),
+    straight-run vertices removed: another implementation of marching squares."""
+    from skimage.measure import find_contours
+
+    def canon(polys):
+        out = []
+        for p in polys:
+            p = [tuple(v) for v in np.round(p, 6)]
+            keep = [v for i, v in enumerate(p)
+                    if np.cross(np.subtract(v, p[i - 1]),
+                                np.subtract(p[(i + 1) % len(p)], v)) != 0]
+            i = min(range(len(keep)), key=keep.__getitem__)
+            out.append(tuple(keep[i:] + keep[:i]))
+        return sorted(out)
+
+    mask = _scattered_labels(seed)[1] > 0
+    sk = [c[:-1] - 1 for c in find_contours(np.pad(mask, 1).astype(float), 0.5)]
+    assert canon(mask_to_polygons(mask)) == canon(sk)

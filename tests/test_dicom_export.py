@@ -22,6 +22,7 @@ from deepstationing.data.dicom.rtstruct import (
 from deepstationing.data.dicom.seg import read_seg
 from deepstationing.data.dicom.series import read_series_reference, write_ct_series
 from deepstationing.data.image import Image, read_image, write_image
+from deepstationing.data.regrid import on_grid
 from deepstationing.errors import InputError
 from deepstationing.phantom import generate_case
 from deepstationing.schema import ORGANS, STATIONS
@@ -165,7 +166,20 @@ def test_ct_with_flipped_x_axis_keeps_left_and_right(tmp_path):
     x = {r.name: np.mean(np.concatenate(r.contours)[:, 0]) for r in ss.rois}
     assert x["LNS_4R"] < x["LNS_4L"] and x["LNS_1R"] < x["LNS_1L"]
     back = rasterize_rtstruct(ss, ref)
-    assert np.array_equal(back["LNS_4R"], st_f.array == STATIONS.by_key("4R").id)
+    # the slice normal (row x column) points to the feet here, so the series reads back
+    # with its slices in the other order: the contours must be where the labels are in the
+    # world, each naming the CT slice at its z (traced from the label map's own geometry)
+    assert np.allclose(ref.image.direction_matrix[:, 2], (0, 0, -1))
+    on_ct = on_grid(st_f, ref.image).array
+    assert not np.array_equal(on_ct, st_f.array)
+    for lab in STATIONS:
+        assert np.array_equal(back[lab.roi_name], on_ct == lab.id), lab.key
+    z_of_uid = {h.SOPInstanceUID: float(h.ImagePositionPatient[2]) for h in ref.headers}
+    raw = pydicom.dcmread(tmp_path / "rs.dcm")
+    for rc in raw.ROIContourSequence:
+        for c in rc.ContourSequence:
+            uid = c.ContourImageSequence[0].ReferencedSOPInstanceUID
+            assert np.isclose(float(c.ContourData[2]), z_of_uid[uid])
 
 
 def test_frame_of_reference_mismatch_is_a_one_line_error(phantom, tmp_path):
@@ -231,3 +245,86 @@ def test_missing_tool_skips_or_fails_when_required(monkeypatch):
     monkeypatch.setenv("DEEPSTATIONING_REQUIRE_TOOLS", "1")
     with pytest.raises(pytest.fail.Exception, match="DEEPSTATIONING_REQUIRE_TOOLS=1"):
         dicom_tools.require_tool("plastimatch")
+
+
+def test_contour_over_64_kb_reads_back_everywhere(tmp_path, dciodvfy, plastimatch):
+    """One region with a wiggly outline: a contour of some 6000 vertices, over 64 kB of
+    Contour Data. In Explicit VR it had to become UN, which plastimatch (no mask at all) and
+    pydicom's reader could not read; the structure set is written in Implicit VR."""
+    from scipy import ndimage
+
+    ct = Image(np.zeros((3, 512, 512), np.int16), spacing=(0.7, 0.7, 2.5))
+    ref = write_ct_series(ct, tmp_path / "ct", uid_seed="wiggly")
+    noise = ndimage.gaussian_filter(np.random.default_rng(0).normal(size=(512, 512)), 1.2) > 0
+    regions, _ = ndimage.label(noise)
+    biggest = regions == np.argmax(np.bincount(regions.ravel())[1:]) + 1
+    lab = np.zeros(ct.shape, np.uint8)
+    lab[1][ndimage.binary_fill_holes(biggest)] = STATIONS.by_key("4R").id
+    path = export_dicom(ref, tmp_path / "out", stations=ct.with_array(lab),
+                        formats=("rtstruct",))[0]
+    ds = pydicom.dcmread(path)
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ImplicitVRLittleEndian
+    contour = ds.ROIContourSequence[0].ContourSequence[0]
+    assert contour.NumberOfContourPoints > 5000
+    assert len("\\".join(str(v) for v in contour.ContourData)) > 0xFFFF
+    assert dciodvfy_report(path)[0] == []
+    masks = plastimatch_masks(path, tmp_path / "pm", referenced_ct=tmp_path / "ct")
+    assert dice(masks["LNS_4R"][0], lab > 0) == 1.0
+    back = rasterize_rtstruct(read_rtstruct(path), ref)
+    assert np.array_equal(back["LNS_4R"], lab > 0)
+    # such a file in Explicit VR (what was written before, and other tools write): the
+    # long Contour Data is stored as UN; our reader still reads it
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    with pytest.warns(UserWarning, match="changed from 'DS' to 'UN'"):
+        ds.save_as(tmp_path / "explicit.dcm", enforce_file_format=True)
+    legacy = pydicom.dcmread(tmp_path / "explicit.dcm")
+    assert legacy.ROIContourSequence[0].ContourSequence[0]["ContourData"].VR == "UN"
+    back = rasterize_rtstruct(read_rtstruct(tmp_path / "explicit.dcm"), ref)
+    assert np.array_equal(back["LNS_4R"], lab > 0)
+
+
+def test_roi_contour_sequence_bytes_are_pydicoms_encoding():
+    """The hand-encoded ROI Contour Sequence is byte for byte what pydicom writes for the
+    same datasets (Implicit VR Little Endian; odd lengths padded, UIDs with NUL)."""
+    import struct
+
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from deepstationing.data.dicom.encoding import roi_contour_sequence
+
+    sop_class = "1.2.840.10008.5.1.4.1.1.2"
+    uids = ["1.2.3.4", "1.2.3.45", "1.2.826.0.1.3680043.8.498.123"]
+    rois = [(1, (255, 0, 0), [(0, 3, ["1", "2.5", "-3", "4", "5", "-6.25", "7", "8", "9"]),
+                              (2, 2, ["10.5", "0", "3", "4", "5", "6"])]),
+            (7, (12, 200, 3), [(0, 1, ["-174.3945", "12", "0"])])]
+    ours = roi_contour_sequence([(n, color, [(k, m, "\\".join(v).encode("ascii"))
+                                             for k, m, v in contours])
+                                 for n, color, contours in rois], sop_class, uids)
+
+    items = []
+    for number, color, contours in rois:
+        cs = []
+        for i, (k, n, values) in enumerate(contours, start=1):
+            ref = Dataset()
+            ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = sop_class, uids[k]
+            c = Dataset()
+            c.ContourImageSequence = [ref]
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            c.NumberOfContourPoints = n
+            c.ContourNumber = i
+            c.add(DataElement(0x30060050, "DS", values))
+            cs.append(c)
+        item = Dataset()
+        item.ROIDisplayColor = list(color)
+        item.ContourSequence = cs
+        item.ReferencedROINumber = number
+        items.append(item)
+    ds = Dataset()
+    ds.ROIContourSequence = items
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = True, True
+    write_dataset(fp, ds)
+    assert fp.getvalue() == struct.pack("<HHI", 0x3006, 0x0039, len(ours)) + ours

@@ -117,14 +117,30 @@ def test_report_numbers_are_the_jobs_numbers(experiment):
 
 
 def test_held_out_cases_only(experiment):
+    """The scored cases are the ones each fold's models held out when they were trained, as
+    the model folder recorded it (not as the manifest says now), none they trained on; and a
+    case they trained on is refused even when it is called held out."""
+    from deepstationing.data.cohort import Case, Cohort
+    from deepstationing.errors import InputError
+    from deepstationing.stations.evaluation import evaluate_station_stage
+    from deepstationing.training import ModelFolder
+
     tmp, _, _ = experiment
     store = JobStore(tmp / "out")
-    manifest = json.loads((tmp / "cohort" / "manifest.json").read_text())
-    fold_of = {c["id"]: c["fold"] for c in manifest["cases"]}
+    model = ModelFolder.open(tmp / "out" / "models" / "paper")
     for fold in (0, 1):
         res = store.result(f"stations/pred22/fold{fold}")
         rows = read_metrics_csv(store.folder(f"stations/pred22/fold{fold}") / res["metrics"])
-        assert {fold_of[r.case] for r in rows} == {fold}
+        scored = {r.case for r in rows}
+        for stage in (res["stage"], "anchor", "nonanchor"):
+            data = model.fold_record(stage, fold)["data"]
+            assert scored == set(data["held_out"]), (stage, fold)
+            assert not scored & set(data["train"]), (stage, fold)
+    cohort = Cohort(tmp / "cohort")
+    trained_on = cohort.case(cohort.train_ids(0)[0])
+    with pytest.raises(InputError, match="is one of its training cases"):
+        evaluate_station_stage(model, [Case(trained_on.id, trained_on.folder, 0)], 0,
+                               stations=store.result("stations/pred22/fold0")["stage"])
 
 
 def test_rerun_redoes_nothing(experiment):
@@ -167,6 +183,29 @@ def test_ray_runs_the_same_jobs(experiment, tmp_path):
                                    ["cases"][i]["id"] for i in range(4))
     for status in ("organs/anchor/fold0", "organs/anchor/fold1"):
         assert store.status(status)["host"]  # written by the Ray worker
+
+
+def test_local_processes_run_the_same_jobs_two_at_a_time(experiment, tmp_path):
+    """``--jobs 2``: the organ jobs of both folds run side by side in their own processes,
+    then their OOF job; the results are the same files the in-process run made."""
+    import time
+
+    from deepstationing.experiments.paper import Context
+    from deepstationing.experiments.runners import ProcessExecutor
+
+    tmp, _, _ = experiment
+    ctx = Context(str(tmp / "cohort"), str(tmp_path / "out"), TABLE1_ONLY, threads=1)
+    jobs = [j for j in build_jobs(TABLE1_ONLY, [0, 1])
+            if j.id.startswith("organs/anchor/") or j.id == "oof/anchor"]
+    store = JobStore(tmp_path / "out")
+    summary = run_jobs(jobs, store, ProcessExecutor(ctx.to_json(), jobs=2))
+    assert summary.ok and sorted(summary.done) == sorted(j.id for j in jobs)
+    folds = [store.status(f"organs/anchor/fold{f}") for f in (0, 1)]
+    spans = [(time.mktime(time.strptime(s["started"], "%Y-%m-%d %H:%M:%S")),
+              time.mktime(time.strptime(s["updated"], "%Y-%m-%d %H:%M:%S"))) for s in folds]
+    assert spans[0][0] <= spans[1][1] and spans[1][0] <= spans[0][1]  # they overlapped
+    assert sorted(store.result("oof/anchor")["files"]) == sorted(
+        JobStore(tmp / "out").result("oof/anchor")["files"])
 
 
 def test_demo_scale_trains_the_cascade_on_every_fold_and_stations_on_fold_0():

@@ -64,12 +64,12 @@ def make_model(root: Path) -> Path:
     stage = {"definition": station_stage("none").to_json(), "folds": {"0": record, "1": record}}
     (root / "stations").mkdir(parents=True)
     (root / "deepstationing_model.json").write_text(json.dumps(
-        {"format": 2, "stages": {"stations": stage}}))
+        {"format": 3, "stages": {"stations": stage}}))
     for f in (0, 1):
         nnunet_like_checkpoint(root / "stations" / f"fold_{f}" / "checkpoint_final.pth")
         (root / "stations" / f"fold_{f}" / "deepstationing_runs.json").write_text("[]")
-    (root / "stations" / "plans.json").write_text("{}")
-    (root / "stations" / "dataset.json").write_text("{}")
+        (root / "stations" / f"fold_{f}" / "plans.json").write_text("{}")
+        (root / "stations" / f"fold_{f}" / "dataset.json").write_text("{}")
     (root / "README.md").write_text("phantom model")
     return root
 
@@ -123,7 +123,7 @@ def test_cli_export_and_import(package, tmp_path, capsys):
 
 def test_export_refuses_links_and_foreign_files(tmp_path):
     model = make_model(tmp_path / "model")
-    (model / "stations" / "link.json").symlink_to(model / "stations" / "plans.json")
+    (model / "stations" / "link.json").symlink_to(model / "stations" / "fold_0" / "plans.json")
     with pytest.raises(InputError, match="symbolic link"):
         export_model_package(model, tmp_path / "a.zip")
     (model / "stations" / "link.json").unlink()
@@ -211,10 +211,10 @@ def _hostile(kind: str, package, tmp: Path) -> Path:
         return rebuild(good, bad, replace={ck_name: data}, manifest=fix)
     if kind == "checksum":
         with zipfile.ZipFile(good) as zf:
-            data = bytearray(zf.read("model/stations/plans.json"))
+            data = bytearray(zf.read("model/stations/fold_0/plans.json"))
         data[0:1] = b"["
         data[-1:] = b"]"
-        return rebuild(good, bad, replace={"model/stations/plans.json": bytes(data)})
+        return rebuild(good, bad, replace={"model/stations/fold_0/plans.json": bytes(data)})
     if kind == "extra":
         return rebuild(good, bad, add=[(_entry("model/stations/extra.json"), b"{}")])
     if kind == "missing":
@@ -241,7 +241,7 @@ def _hostile(kind: str, package, tmp: Path) -> Path:
     if kind == "corrupt":
         data = bytearray(good.read_bytes())
         with zipfile.ZipFile(good) as zf:
-            info = zf.getinfo("model/stations/plans.json")
+            info = zf.getinfo("model/stations/fold_0/plans.json")
         h = info.header_offset  # local header: name and extra lengths at bytes 26-29
         start = h + 30 + int.from_bytes(data[h + 26:h + 28], "little") + \
             int.from_bytes(data[h + 28:h + 30], "little")

@@ -201,3 +201,19 @@ def test_orientation_reversed_y_and_z_axes_give_identical_world_stations(toy):
     got = rule_stations(other)
     np.testing.assert_array_equal(got.stations.array[::-1, ::-1, :], res.stations.array)
     assert got.landmarks.z_car == res.landmarks.z_car
+
+
+def test_stray_parts_of_predicted_organs_do_not_move_the_stations(toy):
+    """A predicted organ map with a few stray voxels of the trachea above the neck and of
+    the azygos in the abdomen: the rules drop them (each organ's main parts are kept) and
+    give the clean map's stations; taken at face value they move the landmarks."""
+    organs, clean_result = toy
+    noisy = organs.array.copy()
+    z_top = int(np.flatnonzero(noisy.any(axis=(1, 2))).max())
+    noisy[z_top, 2:4, 2:4] = ORGANS.by_key("trachea").id
+    noisy[0, -4:-2, -4:-2] = ORGANS.by_key("azygos").id
+    noisy_img = organs.with_array(noisy)
+    assert np.array_equal(rule_stations(noisy_img).stations.array,
+                          clean_result.stations.array)
+    raw = rule_stations(noisy_img, clean=False)
+    assert not np.array_equal(raw.stations.array, clean_result.stations.array)

@@ -15,12 +15,12 @@ from deepstationing.backbone.channels import ChannelSpec, encode_channels, organ
 from deepstationing.backbone.datasets import DatasetRef, ExportCase, StageLabels, export_dataset
 from deepstationing.backbone.env import DEFAULT_WORKDIR, Workspace, nnunet_environment
 from deepstationing.backbone.plans import Augmentation, CpuConfig, PlansRef, plan_and_preprocess
-from deepstationing.backbone.predict import StagePredictor, model_spacing
+from deepstationing.backbone.predict import StagePredictor, fold_spacing
 from deepstationing.backbone.train import TrainBudget, checkpoint_epoch, train_fold
 
 __all__ = [
     "ChannelSpec", "encode_channels", "organ_channels", "DatasetRef", "ExportCase",
     "StageLabels", "export_dataset", "DEFAULT_WORKDIR", "Workspace", "nnunet_environment",
     "Augmentation", "CpuConfig", "PlansRef", "plan_and_preprocess", "StagePredictor",
-    "model_spacing", "TrainBudget", "checkpoint_epoch", "train_fold",
+    "fold_spacing", "TrainBudget", "checkpoint_epoch", "train_fold",
 ]

@@ -6,7 +6,10 @@ where they come from:
 * ``source``: ``"gt"`` (the cohort's ground-truth ``organs.nii.gz``), ``"pred"``
   (predictions of the stratified organ cascade; when *training* on predictions each case's
   channels come from the fold model that did not see that case, see
-  :mod:`deepstationing.training.oof`) or ``"single"`` (the same from the single 22-organ
+  :mod:`deepstationing.training.oof`), ``"nested"`` (the cascade's predictions as well,
+  but a station fold ``K``'s training channels come from organ models that never saw fold
+  ``K`` either: nested out-of-fold channels, see :mod:`deepstationing.stations.network`)
+  or ``"single"`` (the same from the single 22-organ
   network, the paper's non-stratified comparison);
 * ``organs``: the organ keys, one binary (0/1) channel each, in the given order; empty for
   CT only.
@@ -27,6 +30,7 @@ The text form, used on the command line and in model files::
 
     none                    CT only
     pred:all | gt:all       CT + all 22 organs (schema order)
+    nested:all              CT + 22 predicted organs, nested out-of-fold when training
     pred:top6               CT + the paper's auto-searched top-6 organs
     pred:anchors            CT + the 11 anchor organs (the non-anchor stage's input)
     gt:esophagus,heart      CT + a named list of organ keys
@@ -66,7 +70,9 @@ SUBSET_ALIASES: dict[str, tuple[str, ...]] = {
     "anchors": schema.ANCHOR_ORGANS,
     "non_anchors": schema.NON_ANCHOR_ORGANS,
 }
-SOURCES = ("gt", "pred", "single")
+SOURCES = ("gt", "pred", "nested", "single")
+#: Sources whose channels come from the stratified cascade at prediction time.
+CASCADE_SOURCES = ("pred", "nested")
 #: Organ channel encodings: binary masks (the paper) or signed distance maps.
 ENCODINGS = ("binary", "sdm")
 #: Signed distances are clipped to this many mm (then scaled to [-1, 1]). Stations reach

@@ -37,13 +37,13 @@ import numpy as np
 from deepstationing import schema
 from deepstationing.backbone.channels import ChannelSpec, encode_channels
 from deepstationing.backbone.env import Workspace
+from deepstationing.backbone.inputs import labels_on_grid, stage_grid
 from deepstationing.data.cohort import write_json_atomic
 from deepstationing.data.image import check_same_geometry, read_image, write_image
 from deepstationing.data.locks import file_lock
-from deepstationing.data.orientation import to_orientation
 
 __all__ = ["StageLabels", "ExportCase", "DatasetRef", "export_dataset", "dataset_id_for",
-           "FIRST_DATASET_ID", "folds_of"]
+           "FIRST_DATASET_ID"]
 
 #: First dataset id handed out in a workspace (clear of nnU-Net's public task ids).
 FIRST_DATASET_ID = 601
@@ -155,9 +155,14 @@ def dataset_id_for(workspace: Workspace, key: str) -> int:
 
 
 def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[ExportCase], *,
-                   labels: StageLabels, channels: ChannelSpec, orientation: str = "LPS",
+                   labels: StageLabels, channels: ChannelSpec, spacing: Sequence[float],
+                   orientation: str = "LPS",
                    progress: Callable[[str], None] | None = None) -> tuple[DatasetRef, bool]:
-    """Write ``cases`` as an nnU-Net raw dataset; skip if an identical export exists.
+    """Write ``cases`` as an nnU-Net raw dataset on the stage grid; skip an identical export.
+
+    Every case goes through :func:`deepstationing.backbone.inputs.stage_grid` and
+    :func:`~deepstationing.backbone.inputs.labels_on_grid`, the functions prediction uses,
+    so nnU-Net finds every case at the target spacing and resamples nothing.
 
     Args:
         workspace: the workspace whose ``nnunet_raw`` receives the dataset.
@@ -166,6 +171,7 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
         cases: what to export.
         labels: the stage's targets (relabelled to 0..N).
         channels: the organ channels to add after the CT (and their encoding).
+        spacing: the stage's target spacing ``(z, y, x)`` in mm, in ``orientation``.
         orientation: every case is written with its axes in this orientation (the one the
             network is trained in; predict re-orients its inputs the same way).
 
@@ -180,6 +186,7 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
         "labels": labels.to_json(),
         "channels": channels.to_json(),
         "orientation": orientation,
+        "spacing": [float(v) for v in spacing],
         "cases": [{"id": c.case_id, "fold": c.fold, "ct": _stamp(c.ct), "target": _stamp(c.target),
                    "organs": _stamp(c.organs) if channels.organs else None,
                    "channel_origin": c.channel_origin if channels.organs else None,
@@ -201,20 +208,24 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
     for n, case in enumerate(cases, 1):
         if progress:
             progress(f"exporting {name}: case {n}/{len(cases)} ({case.case_id})")
-        ct = to_orientation(read_image(case.ct), orientation)
-        write_image(ct, images / f"{case.case_id}_0000.nii.gz")
-        target = to_orientation(read_image(case.target, label=True), orientation)
+        ct = read_image(case.ct)
+        grid = stage_grid(ct, spacing, orientation)
+        write_image(grid, images / f"{case.case_id}_0000.nii.gz")
+        target = read_image(case.target, label=True)
         check_same_geometry(ct, target, reference_name=str(case.ct))
-        write_image(ct.with_array(labels.to_local(target.array)),
+        target = labels_on_grid(target, grid, orientation)
+        write_image(grid.with_array(labels.to_local(target.array)),
                     targets / f"{case.case_id}.nii.gz")
         if channels.organs:
             if case.organs is None:
                 raise ValueError(f"case {case.case_id}: organ channels requested but no organ map")
-            organ_map = to_orientation(read_image(case.organs, label=True), orientation)
+            organ_map = read_image(case.organs, label=True)
             check_same_geometry(ct, organ_map, reference_name=str(case.ct))
-            encoded = encode_channels(organ_map.array, channels, ct.array_spacing)
+            organ_map = labels_on_grid(organ_map, grid, orientation)
+            encoded = encode_channels(organ_map.array, channels, grid.array_spacing)
             for i, channel in enumerate(encoded):
-                write_image(ct.with_array(channel), images / f"{case.case_id}_{i + 1:04d}.nii.gz")
+                write_image(grid.with_array(channel),
+                            images / f"{case.case_id}_{i + 1:04d}.nii.gz")
     patients = {c.case_id: c.patient for c in cases if c.patient is not None}
     dataset_json = {
         "name": name,
@@ -222,6 +233,11 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
         "labels": labels.dataset_labels(),
         "numTraining": len(cases),
         "file_ending": ".nii.gz",
+        # the files of every case, listed: nnU-Net then does not fork a pool of processes
+        # to find them (a fork inside a multi-threaded process, e.g. a Ray worker, can hang)
+        "dataset": {c.case_id: {"images": [f"imagesTr/{c.case_id}_{i:04d}.nii.gz"
+                                           for i in range(channels.n_channels)],
+                                "label": f"labelsTr/{c.case_id}.nii.gz"} for c in cases},
         "deepstationing": {"key": key, "labels": labels.to_json(),
                            "channels": channels.to_json(),
                            **({"patients": patients} if patients else {})},
@@ -229,9 +245,3 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
     write_json_atomic(dataset_json, ref.raw_folder / "dataset.json")
     write_json_atomic(source, source_file)
     return ref, True
-
-
-def folds_of(ref: DatasetRef) -> dict[str, int | None]:
-    """Case id to fold, as exported."""
-    src = json.loads((ref.raw_folder / "deepstationing_source.json").read_text())
-    return {c["id"]: c["fold"] for c in src["cases"]}

@@ -45,7 +45,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deepstationing.backbone.datasets import DatasetRef, folds_of
+from deepstationing.backbone.datasets import DatasetRef
 from deepstationing.backbone.env import Workspace, nnunet_environment
 from deepstationing.data.cohort import write_json_atomic
 
@@ -67,7 +67,9 @@ class CpuConfig:
 
     The number of levels is ``len(features)``; each level after the first halves every
     patch axis still at least 8 voxels long. ``learning_rate`` overrides the CPU trainer's
-    AdamW learning rate (3e-3) for this network: tiny networks learn faster with more.
+    AdamW learning rate (3e-3) for this network: tiny networks learn faster with more;
+    ``optimizer`` its optimiser (``"adamw"``, or nnU-Net's ``"sgd"``, kept for
+    comparisons: see ``docs/defaults.md``).
 
     >>> CpuConfig((16, 32, 32), (8, 16, 32), learning_rate=1e-2).to_json()["learning_rate"]
     0.01
@@ -80,6 +82,7 @@ class CpuConfig:
     batch_size: int = 2
     convs_per_stage: int = 2
     learning_rate: float | None = None
+    optimizer: str | None = None
 
     def arch_kwargs_update(self, patch: Sequence[int]) -> dict:
         """The ``arch_kwargs`` entries this config overrides, for a given patch."""
@@ -107,17 +110,23 @@ class CpuConfig:
             out = [a * b for a, b in zip(out, s)]
         return out
 
+    def __post_init__(self) -> None:
+        if self.optimizer not in (None, "adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+
     def to_json(self) -> dict:
         d = asdict(self)
-        if d["learning_rate"] is None:  # configurations written before it existed stay equal
-            del d["learning_rate"]
+        for key in ("learning_rate", "optimizer"):  # unset: configurations stay as they were
+            if d[key] is None:
+                del d[key]
         return d
 
     @classmethod
     def from_json(cls, obj: dict) -> CpuConfig:
         lr = obj.get("learning_rate")
         return cls(tuple(obj["patch_size"]), tuple(obj["features"]), int(obj["batch_size"]),
-                   int(obj.get("convs_per_stage", 2)), float(lr) if lr is not None else None)
+                   int(obj.get("convs_per_stage", 2)), float(lr) if lr is not None else None,
+                   obj.get("optimizer"))
 
 
 @dataclass(frozen=True)
@@ -237,11 +246,17 @@ def ct_window_properties(window: Sequence[float]) -> dict:
 
 
 def _apply_toolkit(plans_file: Path, augmentation: Augmentation,
-                   ct_window: Sequence[float] | None, cpu: CpuConfig | None = None) -> None:
+                   ct_window: Sequence[float] | None, cpu: CpuConfig | None = None,
+                   spacing: Sequence[float] | None = None) -> None:
     plans = json.loads(plans_file.read_text())
+    if spacing is not None:  # the data is on this grid already: nnU-Net must not resample
+        transposed = [float(spacing[a]) for a in plans["transpose_forward"]]
+        plans["configurations"][CONFIGURATION]["spacing"] = transposed
     plans["deepstationing"] = augmentation.plans_entry(plans["transpose_forward"])
     if cpu is not None and cpu.learning_rate is not None:
         plans["deepstationing"]["learning_rate"] = float(cpu.learning_rate)
+    if cpu is not None and cpu.optimizer is not None:
+        plans["deepstationing"]["optimizer"] = cpu.optimizer
     if ct_window is not None:
         plans["foreground_intensity_properties_per_channel"]["0"] = \
             ct_window_properties(ct_window)
@@ -250,11 +265,13 @@ def _apply_toolkit(plans_file: Path, augmentation: Augmentation,
 
 # ------------------------------------------------------------------ planning
 def _source_key(dataset: DatasetRef, config: str, cpu: CpuConfig | None,
-                augmentation: Augmentation, ct_window: Sequence[float] | None) -> dict:
+                augmentation: Augmentation, ct_window: Sequence[float] | None,
+                spacing: Sequence[float] | None) -> dict:
     src = json.loads((dataset.raw_folder / "deepstationing_source.json").read_text())
     key = {"source": src, "config": config, "cpu": cpu.to_json() if cpu else None,
            "augmentation": augmentation.to_json(),
-           "ct_window": list(ct_window) if ct_window is not None else None}
+           "ct_window": list(ct_window) if ct_window is not None else None,
+           "spacing": [float(v) for v in spacing] if spacing is not None else None}
     return json.loads(json.dumps(key))  # tuples -> lists, as read back from disk
 
 
@@ -262,6 +279,7 @@ def plan_and_preprocess(workspace: Workspace, dataset: DatasetRef, config: str =
                         cpu: CpuConfig | None = None, *,
                         augmentation: Augmentation = Augmentation(),
                         ct_window: Sequence[float] | None = None,
+                        spacing: Sequence[float] | None = None,
                         verbose: bool = False) -> PlansRef:
     """Fingerprint, plan and preprocess ``dataset`` (skipped if already done for these inputs).
 
@@ -274,10 +292,10 @@ def plan_and_preprocess(workspace: Workspace, dataset: DatasetRef, config: str =
             the plans, so prediction knows them too).
         ct_window: a fixed HU window for the CT channel (``None``: nnU-Net's statistics
             of the target's foreground; see :func:`ct_window_properties`).
+        spacing: the stage's target spacing ``(z, y, x)``, the grid the dataset was
+            exported on (:mod:`deepstationing.backbone.inputs`); written into the plans, so
+            that nnU-Net resamples nothing (``None``: nnU-Net's own choice).
         verbose: show nnU-Net's output.
-
-    Also writes ``splits_final.json`` from the cohort folds, so nnU-Net's fold ``k`` trains
-    on every case not held out in fold ``k`` and validates on the held-out ones.
     """
     if config not in CONFIGS:
         raise ValueError(f"unknown config {config!r}; use one of {CONFIGS}")
@@ -289,7 +307,7 @@ def plan_and_preprocess(workspace: Workspace, dataset: DatasetRef, config: str =
     ref = PlansRef(dataset, plans_id, CONFIGURATION, config, cpu)
     pre = workspace.preprocessed / dataset.name
     marker = pre / f"deepstationing_{plans_id}.json"
-    key = _source_key(dataset, config, cpu, augmentation, ct_window)
+    key = _source_key(dataset, config, cpu, augmentation, ct_window, spacing)
     if marker.exists() and json.loads(marker.read_text()) == key:
         return ref
     with nnunet_environment(workspace, n_proc_da=1):
@@ -309,10 +327,9 @@ def plan_and_preprocess(workspace: Workspace, dataset: DatasetRef, config: str =
             plan_experiment_dataset(dataset.id)
             if config == "cpu":
                 _write_cpu_plans(pre, cpu)
-            _apply_toolkit(pre / f"{plans_id}.json", augmentation, ct_window, cpu)
+            _apply_toolkit(pre / f"{plans_id}.json", augmentation, ct_window, cpu, spacing)
             preprocess_dataset(dataset.id, plans_id, configurations=(CONFIGURATION,),
                                num_processes=[1], verbose=False, show_progress_bar=False)
-    _write_splits(pre, dataset)
     write_json_atomic(key, marker)
     return ref
 
@@ -344,15 +361,6 @@ def _write_cpu_plans(pre: Path, cpu: CpuConfig) -> None:
     plans["configurations"] = {CONFIGURATION: conf}
     plans["plans_name"] = CPU_PLANS
     write_json_atomic(plans, pre / f"{CPU_PLANS}.json")
-
-
-def _write_splits(pre: Path, dataset: DatasetRef) -> None:
-    folds = folds_of(dataset)
-    known = sorted({f for f in folds.values() if f is not None})
-    n = max(known) + 1 if known else 0
-    splits = [{"train": [c for c, f in folds.items() if f != k],
-               "val": [c for c, f in folds.items() if f == k]} for k in range(n)]
-    write_json_atomic(splits, pre / "splits_final.json")
 
 
 @contextlib.contextmanager

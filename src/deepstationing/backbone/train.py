@@ -45,14 +45,18 @@ from deepstationing.backbone.plans import PlansRef
 from deepstationing.data.atomic import write_json_atomic
 
 __all__ = ["TrainBudget", "train_fold", "fold_folder", "checkpoint_epoch", "fold_plan",
-           "trainer_class", "TRAINER_CLASSES", "DEFAULT_BUDGETS"]
+           "trainer_class", "TRAINER_CLASSES", "DEFAULT_BUDGETS", "ALL_CASES"]
+
+#: nnU-Net's fold that trains on every case of a dataset (the toolkit exports one dataset
+#: per fold holding only that fold's training cases).
+ALL_CASES = "all"
 
 #: Trainer class names of the toolkit, by configuration (the search trainers are added by
 #: the stage definition, see :mod:`deepstationing.training.stages`).
 TRAINER_CLASSES = {"cpu": "DeepStationingTrainerCPU", "full": "DeepStationingTrainer"}
 
 
-def fold_folder(workspace: Workspace, plans: PlansRef, fold: int, trainer: str) -> Path:
+def fold_folder(workspace: Workspace, plans: PlansRef, fold: int | str, trainer: str) -> Path:
     """nnU-Net's output folder of one fold."""
     return (workspace.results / plans.dataset.name /
             f"{trainer}__{plans.plans_identifier}__{plans.configuration}" / f"fold_{fold}")
@@ -106,7 +110,7 @@ def trainer_class(name: str, source: str | Path | None = None):
     return cls
 
 
-def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *, trainer: str,
+def train_fold(workspace: Workspace, plans: PlansRef, fold: int | str, *, trainer: str,
                budget: TrainBudget, device: str = "cpu",
                threads: int | None = 1, workers: int = 0,
                stop_after_epochs: int | None = None, restart: bool = False,
@@ -119,7 +123,8 @@ def train_fold(workspace: Workspace, plans: PlansRef, fold: int, *, trainer: str
         workspace: where the preprocessed data and results live.
         plans: the planned dataset (from
             :func:`~deepstationing.backbone.plans.plan_and_preprocess`).
-        fold: cohort fold held out for validation.
+        fold: nnU-Net's fold (``"all"``: train on every case of the dataset, as the
+            toolkit's per-fold datasets do; an integer: its ``splits_final.json`` entry).
         trainer: trainer class name (see :mod:`deepstationing.backbone.trainers`).
         budget: training budget, every field set (see :meth:`TrainBudget.resolved`).
         device: ``"cpu"`` or ``"cuda"``.

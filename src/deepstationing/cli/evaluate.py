@@ -10,18 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from deepstationing.data.image import check_same_geometry, read_image
-from deepstationing.errors import InputError
-from deepstationing.evaluation.metrics import Metrics, label_map_metrics
-from deepstationing.evaluation.report import (
-    case_id_of,
-    match_cases,
-    rows_for_case,
-    write_metrics_csv,
-    write_summary,
-)
-from deepstationing.schema import get_label_set
-
 DESCRIPTION = """\
 Compare predicted label maps with the truth: Dice (DSC), Hausdorff distance (HD), HD95 and
 average symmetric surface distance (ASSD) per label, in mm using the voxel spacing. Surface
@@ -75,56 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(out, "output path exists and is not a folder")
-    match = match_cases(args.pred, args.truth, args.labels)
-    unmatched = []
-    if match.pred_only:
-        unmatched.append("prediction(s) without truth: "
-                         + ", ".join(str(p) for p in match.pred_only))
-    if match.truth_only:
-        unmatched.append("truth case(s) without prediction: "
-                         + ", ".join(str(p) for p in match.truth_only))
-    if unmatched:
-        if not args.allow_missing:
-            raise InputError(args.pred, "unmatched files: " + "; ".join(unmatched)
-                             + " (use --allow-missing to skip them)")
-        print("deepstationing: warning: skipping " + "; ".join(unmatched), file=sys.stderr)
-    if not match.pairs:
-        raise InputError(args.pred, f"no prediction matches a truth case in {args.truth}")
+    from deepstationing.api import evaluate
 
-    label_ids = None if args.labels == "all" else get_label_set(args.labels).ids
-    n = len(match.pairs)
-    results: list[tuple[str, dict[int, Metrics]]] = []
-    for i, pair in enumerate(match.pairs, start=1):
-        if n > 1:
-            print(f"[{i}/{n}] {pair.case}", file=sys.stderr, flush=True)
-        truth = read_image(pair.truth, label=True)
-        pred = read_image(pair.pred, label=True)
-        check_same_geometry(truth, pred, reference_name="truth", other_name="prediction")
-        if label_ids is not None:
-            _warn_unknown_labels(pred.array.max(initial=0), pair.pred, args.labels)
-            _warn_unknown_labels(truth.array.max(initial=0), pair.truth, args.labels)
-        results.append((pair.case, label_map_metrics(truth.array, pred.array,
-                                                     truth.array_spacing, label_ids)))
-
-    if label_ids is None:  # 'all': every case gets a row for every label seen in any case
-        seen = sorted({v for _, m in results for v in m})
-        results = [(c, {v: m.get(v, Metrics.for_empty("both")) for v in seen})
-                   for c, m in results]
-    rows = [row for case, m in results for row in rows_for_case(case, m, args.labels)]
-    name = args.name or case_id_of(args.pred)
-    csv_path = write_metrics_csv(rows, out / "metrics.csv")
-    md_path = write_summary({name: rows}, out / "summary.md")
-    print(f"wrote {csv_path} and {md_path} ({n} case{'s' if n != 1 else ''}, "
-          f"{len(rows) // max(n, 1)} labels)")
+    result = evaluate(args.pred, args.truth, args.out, labels=args.labels, name=args.name,
+                      allow_missing=args.allow_missing,
+                      progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(f"wrote {result.csv} and {result.summary} ({result.cases} "
+          f"case{'s' if result.cases != 1 else ''}, {result.labels} labels)")
     return 0
-
-
-def _warn_unknown_labels(top: int, path: Path, labels: str) -> None:
-    size = len(get_label_set(labels))
-    if int(top) > size:
-        print(f"deepstationing: warning: {path}: label values above {size} are not {labels} "
-              f"and are ignored (max {int(top)}; use --labels organs or all?)",
-              file=sys.stderr)

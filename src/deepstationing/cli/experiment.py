@@ -42,7 +42,7 @@ otherwise the scale's phantom cohort is generated there.
 EPILOG = """\
 examples:
   deepstationing experiment paper --cohort ph_demo --out exp_demo            # the demo
-  deepstationing experiment paper --cohort ph --out exp --scale cpu --threads 2
+  deepstationing experiment paper --cohort ph --out exp --scale cpu --jobs 2 --threads 1
   deepstationing experiment paper --cohort ph --out exp --scale full --device cuda \\
       --ray auto                      # on a node of a Ray cluster, one GPU per training
   deepstationing experiment paper --cohort ph --out exp --ray local          # Ray here
@@ -67,6 +67,10 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="data-augmentation workers per training (default: nnU-Net's "
                              "choice on cuda, 0 on cpu)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run up to N jobs at once on this machine, each in its own "
+                             "process (default 1; on a CPU, N = the cores with --threads 1 "
+                             "gets the most done)")
     parser.add_argument("--ray", default=None, metavar="ADDRESS",
                         help="run the jobs on a Ray cluster: 'auto', 'ray://HOST:10001', or "
                              "'local' for a Ray instance on this machine")
@@ -81,12 +85,20 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepstationing.errors import InputError
     from deepstationing.experiments import run_paper
+
+    if args.jobs < 1:
+        raise InputError(None, f"--jobs {args.jobs}: must be at least 1")
+    if args.jobs > 1 and args.ray:
+        raise InputError(None, "--jobs runs jobs on this machine, --ray on a cluster: choose "
+                               "one")
     from deepstationing.experiments.paper import SCALES
 
     scale = SCALES[args.scale]
     summary = run_paper(args.cohort, args.out, scale, device=args.device, threads=args.threads,
                         workers=args.workers, ray=args.ray, ray_cpus=args.ray_cpus,
+                        jobs=args.jobs,
                         verbose=args.verbose, progress=_say,
                         argv=["deepstationing", *sys.argv[1:]] if sys.argv else [])
     out = Path(args.out)

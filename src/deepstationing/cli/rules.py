@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
-from pathlib import Path
-
-import numpy as np
-
-from deepstationing.data.cohort import write_json_atomic
-from deepstationing.data.image import (
-    Image,
-    check_same_geometry,
-    read_ct,
-    read_image,
-    write_image,
-)
-from deepstationing.errors import InputError
-from deepstationing.schema import ORGANS
 
 DESCRIPTION = """\
 Compute the 12 IASLC lymph node stations (1L 1R 2L 2R 3A 3P 4L 4R 5 6 7 8) from organ
@@ -59,44 +46,21 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _read_organs(path: Path, ct: Image | None) -> tuple[Image, np.ndarray | None, list[str]]:
-    from deepstationing.rules.totalseg import (
-        read_totalsegmentator_folder,
-        totalsegmentator_exclusion_mask,
-    )
-
-    if path.is_dir():
-        organs, _missing, notes = read_totalsegmentator_folder(path, reference=ct)
-        return organs, totalsegmentator_exclusion_mask(path, organs), notes
-    organs = read_image(path, label=True)
-    top = int(organs.array.max(initial=0))
-    if top > len(ORGANS):
-        raise InputError(path, f"label value {top} is not an organ id (1-{len(ORGANS)}); "
-                               "expected a 22-organ map of deepstationing.schema.ORGANS")
-    if ct is not None:
-        check_same_geometry(ct, organs, reference_name="CT", other_name="organ map")
-    return organs, None, []
-
-
 def run(args: argparse.Namespace) -> int:
-    from deepstationing.rules.inference import rule_stations
+    from deepstationing.api import rules
 
     t0 = time.perf_counter()
-    organs_path = Path(args.organs)
-    if not organs_path.exists():
-        raise InputError(organs_path, "no such file or folder")
-    ct = (read_image if args.quiet else read_ct)(args.ct) if args.ct else None
-    organs, exclude, notes = _read_organs(organs_path, ct)
-    result = rule_stations(organs, ct=ct, exclude=exclude)
-    out = write_image(result.stations.with_array(result.stations.array.astype(np.uint8)),
-                      args.output)
-    if args.landmarks:
-        write_json_atomic(result.landmarks.as_dict(), args.landmarks)
+    logger = logging.getLogger("deepstationing")
+    level = logger.level
+    if args.quiet:  # the library's warnings are logged; quiet keeps them off the console
+        logger.setLevel(logging.ERROR)
+    try:
+        result = rules(args.organs, args.output, ct=args.ct, landmarks=args.landmarks,
+                       check_ct=not args.quiet)
+    finally:
+        logger.setLevel(level)
     if not args.quiet:
-        for line in notes + result.warnings:
-            print(f"warning: {line}", file=sys.stderr)
-        vols = result.volumes_ml()
-        filled = ", ".join(f"{k} {v:.1f}" for k, v in vols.items() if v > 0) or "none"
-        print(f"stations (ml): {filled}", file=sys.stderr)
-        print(f"wrote {out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        filled = ", ".join(f"{k} {v:.1f}" for k, v in result.volumes_ml.items() if v > 0)
+        print(f"stations (ml): {filled or 'none'}", file=sys.stderr)
+        print(f"wrote {result.stations} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from deepstationing.backbone.env import DEFAULT_WORKDIR
 
@@ -16,13 +15,18 @@ Train the organ cascade or the station network on a cohort (nnU-Net v2 backbone)
   stations  CT + organ channels -> 12 stations (--channels)
 
 Folds come from the cohort's manifest (patient level): fold K trains on all other folds and
-validates on fold K. Everything (nnU-Net's raw/preprocessed/results folders, the trained
-model) goes under --workdir; nnU-Net environment variables are set for you.
+never sees fold K (nnU-Net's fingerprint, normalisation and grid come from the training cases
+only). Each fold records what it trained on and held out (hashes of the files), so a model
+folder is never reused for other data by mistake. Everything (nnU-Net's raw/preprocessed/
+results folders, the trained model) goes under --workdir; nnU-Net environment variables are
+set for you.
 
 Training on *predicted* organ channels (--anchor-channels pred, --channels pred:...) uses
 out-of-fold predictions: each case's channels come from the earlier stage's model of the
 fold that held that case out. The earlier stage is therefore needed on every fold; missing
-folds are trained first, automatically, with the same settings.
+folds are trained first, automatically, with the same settings. --nested-organs goes one
+step further: the organ models behind fold K's training channels never saw fold K either
+(a cascade trained on fold K's training cases alone, in MODEL/nested/foldK).
 
 Re-running a command is safe and cheap: a fold already trained with at least the requested
 --epochs is kept; one trained with fewer epochs is extended from its checkpoint; an
@@ -49,6 +53,7 @@ examples:
 channel specs (--channels):
   none                 CT only
   gt:all | pred:all    CT + 22 organs (ground truth / out-of-fold cascade predictions)
+  nested:all           pred:all with nested out-of-fold channels (= --nested-organs)
   pred:top6            CT + the paper's auto-searched 6 organs
   pred:esophagus,heart CT + a list of organ keys (see 'deepstationing rules --help')
   gt:all+sdm           any spec + '+sdm': organs as signed distance maps instead of binary
@@ -82,6 +87,14 @@ def register(subparsers) -> None:
     parser.add_argument("--stages", default="cascade", metavar="LIST",
                         help="organs only: 'cascade' (anchor,nonanchor; default), 'single', "
                              "'all', or a comma list of anchor,nonanchor,single")
+    parser.add_argument("--nested-organs", action="store_true",
+                        help="stations only: predicted organ channels made by organ models "
+                             "that never saw the held-out fold (nested cross-validation; "
+                             "trains a cascade per fold)")
+    parser.add_argument("--spacing", nargs=3, type=float, default=None,
+                        metavar=("SX", "SY", "SZ"),
+                        help="voxel spacing (mm) the networks trained by this command run at "
+                             "(default: nnU-Net's rule on each fold's training cases)")
     parser.add_argument("--anchor-channels", choices=("pred", "gt"), default="pred",
                         help="organs only: anchor channels of the non-anchor stage "
                              "(default: out-of-fold predictions)")
@@ -109,67 +122,18 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _stages(text: str) -> tuple[str, ...]:
-    t = text.strip().lower()
-    if t == "cascade":
-        return ("anchor", "nonanchor")
-    if t == "all":
-        return ("anchor", "nonanchor", "single")
-    parts = tuple(s.strip() for s in t.split(",") if s.strip())
-    bad = [s for s in parts if s not in ("anchor", "nonanchor", "single")]
-    if bad or not parts:
-        raise SystemExit(f"deepstationing train: error: unknown stage(s) {bad or [text]}; "
-                         "use cascade, single, all or anchor,nonanchor,single")
-    return parts
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
-    from deepstationing.backbone.channels import ChannelSpec
-    from deepstationing.data.atomic import ensure_folder
-    from deepstationing.data.cohort import Cohort
-    from deepstationing.errors import InputError
-    from deepstationing.organs.cascade import default_model_dir, train_organs
-    from deepstationing.training import TrainBudget, TrainOptions
+    from deepstationing.api import train
 
-    cohort = Cohort(args.cohort)
-    if args.fold == "all":
-        folds = sorted({c.fold for c in cohort if c.fold is not None})
-    else:
-        try:
-            folds = [int(args.fold)]
-        except ValueError:
-            raise InputError(cohort.root, f"--fold {args.fold!r}: expected an integer or "
-                                          "'all'") from None
-        cohort.test_ids(folds[0])
-    try:
-        spec = ChannelSpec.parse(args.channels)
-    except ValueError as exc:
-        raise InputError(None, f"--channels: {exc}") from None
-    for name in ("epochs", "iterations", "workers"):
-        value = getattr(args, name)
-        if value is not None and value < (0 if name == "workers" else 1):
-            raise InputError(None, f"--{name} {value}: must be at least "
-                                   f"{0 if name == 'workers' else 1}")
-    opts = TrainOptions(workdir=args.workdir, config=args.config,
-                        budget=TrainBudget(args.epochs, args.iterations), device=args.device,
-                        threads=args.threads, workers=args.workers, retrain=args.retrain,
-                        seed=None if args.seed < 0 else args.seed,
-                        verbose=args.verbose, progress=_progress)
-    model_dir = Path(args.model or default_model_dir(opts.workspace, cohort, args.config))
-    # an unwritable model folder fails now, not after hours of training
-    ensure_folder(model_dir)
-    for fold in folds:
-        if args.what == "organs":
-            train_organs(cohort, fold, options=opts, model_dir=model_dir,
-                         stages=_stages(args.stages), anchor_source=args.anchor_channels)
-        else:
-            from deepstationing.stations.network import train_stations
-
-            train_stations(cohort, fold, channels=spec, options=opts, model_dir=model_dir)
+    model_dir = train(args.what, args.cohort, args.fold, config=args.config,
+                      channels=args.channels, stages=args.stages,
+                      anchor_channels=args.anchor_channels, nested_organs=args.nested_organs,
+                      spacing=args.spacing, epochs=args.epochs, iterations=args.iterations,
+                      workdir=args.workdir, model=args.model, device=args.device,
+                      threads=args.threads, workers=args.workers,
+                      seed=None if args.seed < 0 else args.seed, retrain=args.retrain,
+                      verbose=args.verbose,
+                      progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"model: {model_dir}", file=sys.stderr)
     print(f"predict with: deepstationing predict CT -o OUT --model {model_dir}", file=sys.stderr)
     return 0

@@ -67,8 +67,8 @@ from deepstationing.data.atomic import (
 )
 from deepstationing.errors import InputError, OutputError, _PathError
 
-__all__ = ["Case", "Cohort", "CohortWriter", "assign_folds", "write_json_atomic", "MANIFEST",
-           "CASE_FILES"]
+__all__ = ["Case", "Cohort", "CohortWriter", "assign_folds", "inner_cohort",
+           "write_json_atomic", "MANIFEST", "CASE_FILES"]
 
 MANIFEST = "manifest.json"
 #: The file names of one case, by role.
@@ -136,7 +136,7 @@ class Cohort:
             entries = self.manifest["cases"]
             self.n_folds = int(self.manifest.get("n_folds", 4))
             self._cases = {
-                str(e["id"]): Case(str(e["id"]), self.root / str(e["id"]),
+                str(e["id"]): Case(str(e["id"]), self.root / str(e.get("path", e["id"])),
                                    None if e.get("fold") is None else int(e["fold"]),
                                    None if e.get("patient") is None else str(e["patient"]))
                 for e in entries
@@ -176,6 +176,68 @@ class Cohort:
         """Cases used for training in ``fold``: every case not held out in it."""
         self._check_fold(fold)
         return [c.id for c in self._cases.values() if c.fold is not None and c.fold != fold]
+
+    @property
+    def patients(self) -> dict[str, str]:
+        """Patient of every case (the manifest's ``"patient"``, else the case id)."""
+        return {str(e["id"]): str(e.get("patient") or e["id"])
+                for e in self.manifest["cases"]}
+
+    @property
+    def outer_fold(self) -> int | None:
+        """For an inner cohort (:func:`inner_cohort`): the outer fold it leaves out."""
+        inner = self.manifest.get("inner")
+        return None if inner is None else int(inner["outer_fold"])
+
+
+def inner_cohort(cohort: Cohort, outer_fold: int, out: str | os.PathLike) -> Cohort:
+    """The training cases of ``outer_fold`` as a cohort of their own, for choosing settings.
+
+    Nested cross-validation: settings (learning rate, budget, grid, ...) are chosen on
+    validation cases *inside* the training folds of the fold that is reported, never on its
+    test cases. The inner cohort lists the outer training cases (their case folders are not
+    copied: the manifest points at them) with the outer folds other than ``outer_fold``
+    renumbered ``0 .. n_folds - 2``, so its fold ``k`` holds out one outer training fold as
+    the validation set. The outer fold's test cases are not in it at all.
+
+    >>> import tempfile, pathlib
+    >>> src = pathlib.Path(tempfile.mkdtemp()) / "c"
+    >>> with CohortWriter(src, generator="doc", n_folds=3) as w:
+    ...     for cid in "abcdef":
+    ...         _ = (w.case_folder(cid) / "ct.nii.gz").write_bytes(b"")
+    ...         w.add_case(cid)
+    ...     outer = w.finish()
+    >>> inner = inner_cohort(outer, 0, src.parent / "inner0")
+    >>> sorted(inner.case_ids) == sorted(outer.train_ids(0)), inner.n_folds, inner.outer_fold
+    (True, 2, 0)
+    >>> inner.case(inner.case_ids[0]).ct == outer.case(inner.case_ids[0]).ct
+    True
+    """
+    cohort._check_fold(outer_fold)
+    if cohort.n_folds < 3:
+        raise InputError(cohort.root, f"an inner cohort needs at least 3 folds (outer test, "
+                                      f"inner validation, training); it has {cohort.n_folds}")
+    remap = {f: i for i, f in enumerate(f for f in range(cohort.n_folds) if f != outer_fold)}
+    patients = cohort.patients
+    cases = []
+    for case in cohort:
+        if case.fold is None or case.fold == outer_fold:
+            continue
+        cases.append({"id": case.id, "fold": remap[case.fold], "patient": patients[case.id],
+                      "path": str(case.folder.resolve())})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"format": 1, "name": f"{cohort.manifest.get('name', cohort.root.name)}"
+                                      f"-inner{outer_fold}",
+                "generator": "deepstationing.inner", "n_folds": cohort.n_folds - 1,
+                "inner": {"outer": str(cohort.root.resolve()), "outer_fold": int(outer_fold),
+                          "folds": {str(v): k for k, v in remap.items()}},
+                "cases": cases}
+    for key in ("preset", "seed", "spacing", "version"):
+        if key in cohort.manifest:
+            manifest[key] = cohort.manifest[key]
+    write_json_atomic(manifest, out / MANIFEST)
+    return Cohort(out)
 
 
 def assign_folds(groups: Sequence[str], n_folds: int, seed: int) -> list[int]:

@@ -19,6 +19,7 @@ its absolute value. These helpers find such files by name; pydicom reads the hea
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from collections import Counter
@@ -29,6 +30,9 @@ import numpy as np
 
 from deepstationing.data.headers import spacing_defect
 from deepstationing.errors import InputError
+from deepstationing.library_warnings import warnings_to_log
+
+log = logging.getLogger(__name__)
 
 __all__ = ["read_headers", "check_files_left_out", "localizers", "pixel_spacing_problem",
            "looks_like_dicom"]
@@ -85,7 +89,8 @@ def read_headers(files: Sequence[str | os.PathLike], folder: str | os.PathLike) 
     headers = []
     for f in files:
         try:
-            ds, problem = _read_one(Path(f))
+            with warnings_to_log(log):  # pydicom's remarks on odd values
+                ds, problem = _read_one(Path(f))
         except Exception as exc:  # pydicom raises several types for broken files
             raise InputError(f, f"unreadable DICOM file ({_first_line(exc)}); the series in "
                                 f"{folder} cannot be read without it") from None

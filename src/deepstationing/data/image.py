@@ -53,6 +53,7 @@ __all__ = [
     "read_ct",
     "ct_intensity_problems",
     "read_dicom_series",
+    "read_dicom_series_files",
     "write_image",
     "check_same_geometry",
     "geometry_problem",
@@ -337,6 +338,13 @@ def read_dicom_series(folder: str | os.PathLike, *, modality: str | None = "CT")
     localizer (scout) images, recognised by ``ImageType`` LOCALIZER or by an orientation
     other than the series', are left out with a logged warning naming them.
     """
+    return read_dicom_series_files(folder, modality=modality)[0]
+
+
+def read_dicom_series_files(folder: str | os.PathLike, *, modality: str | None = "CT"
+                            ) -> tuple[Image, list[str], list]:
+    """:func:`read_dicom_series`, and the file and the pydicom header (no pixels) of each
+    slice of the volume, in the volume's slice order."""
     d = Path(folder)
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(d))
@@ -383,7 +391,7 @@ def read_dicom_series(folder: str | os.PathLike, *, modality: str | None = "CT")
         img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(d, f"unreadable DICOM series ({_first_line(exc)})") from None
-    return Image.from_sitk(img, path=str(d))
+    return Image.from_sitk(img, path=str(d)), list(files), list(headers_)
 
 
 def _position_along_normal(header, reference) -> float:

@@ -63,17 +63,19 @@ def from_orientation(array: np.ndarray, code: str, reference: Image) -> Image:
     return reference.with_array(sitk.GetArrayFromImage(back))
 
 
-def to_model_grid(image: Image, spacing_zyx: Sequence[float], *, label: bool = False) -> Image:
+def to_model_grid(image: Image, spacing_zyx: Sequence[float], *, label: bool = False,
+                  tolerance: float = RESAMPLE_TOLERANCE) -> Image:
     """Resample ``image`` to ``spacing_zyx`` (same field of view) unless already there.
 
     nnU-Net would resample inside its predictor too, but it resamples the *logits* of every
     class back to the input grid, which for a 512 x 512 CT and a coarse CPU model costs far
     more than the network. The cascade resamples the CT once here (linear; nearest
     neighbour for label maps) and each label map back once with :func:`back_to_grid`.
+    ``tolerance`` is the relative spacing difference below which nothing is resampled.
     """
     old = np.asarray(image.array_spacing, float)
     new = np.asarray(spacing_zyx, float)
-    if np.all(np.abs(old - new) <= RESAMPLE_TOLERANCE * new):
+    if np.all(np.abs(old - new) <= tolerance * new):
         return image
     size_zyx = np.maximum(1, np.round(np.asarray(image.shape) * old / new)).astype(int)
     src = image.to_sitk()

@@ -37,7 +37,8 @@ def prepare_cohort(path: str | os.PathLike, scale, progress: Callable[[str], Non
 
 def run_paper(cohort_dir: str | os.PathLike, out: str | os.PathLike, scale, *,
               device: str = "cpu", threads: int | None = None, workers: int | None = None,
-              ray: str | None = None, ray_cpus: int | None = None, verbose: bool = False,
+              ray: str | None = None, ray_cpus: int | None = None, jobs: int = 1,
+              verbose: bool = False,
               progress: Callable[[str], None] | None = None,
               argv: Sequence[str] = ()) -> RunSummary:
     """Run (or continue) the paper's protocol; writes ``OUT/report.md`` and ``report.html``."""
@@ -68,16 +69,21 @@ def run_paper(cohort_dir: str | os.PathLike, out: str | os.PathLike, scale, *,
         raise InputError(out, f"holds an experiment at scale {old['scale']['name']!r}; "
                               "use another --out folder for another scale")
     write_json_atomic(record, record_file)
-    jobs = build_jobs(scale, folds)
+    graph = build_jobs(scale, folds)
     if ray:
         from deepstationing.experiments.runners import RayExecutor
 
         executor = RayExecutor(ctx.to_json(), ray, num_cpus=ray_cpus)
-        say(f"running {len(jobs)} jobs on Ray ({ray})")
+        say(f"running {len(graph)} jobs on Ray ({ray})")
+    elif jobs > 1:
+        from deepstationing.experiments.runners import ProcessExecutor
+
+        executor = ProcessExecutor(ctx.to_json(), jobs)
+        say(f"running {len(graph)} jobs, {jobs} at a time")
     else:
         executor = LocalExecutor(lambda job, folder: run_task(ctx, store, job, folder))
-        say(f"running {len(jobs)} jobs in this process")
-    summary = run_jobs(jobs, store, executor, say)
+        say(f"running {len(graph)} jobs in this process")
+    summary = run_jobs(graph, store, executor, say)
     if not summary.ok:  # a partial report still shows what finished
         from deepstationing.experiments.report import write_report
 

@@ -16,7 +16,8 @@ Settings (paper section 3; ``OUT/jobs/stations/<setting>/fold<K>/``):
 ``top<n>``         the top-n sweep (Fig. 3b)
 ``random6``        ablation 1: the paper's random six (bcv_l, pulmonary_vein, ijv_r, heart,
                    spine, trachea)
-``best6``          ablation 2: the six organs the cascade segments best (held-out organ DSC)
+``best6``          ablation 2: the six organs the cascade segments best on the fold's
+                   training cases (their out-of-fold organ DSC)
 ``anchors``        ablation 3: the 11 anchor organs
 ``clinician6``     ablation 4: trachea, aortic arch, spine, lungs R+L, descending aorta
 ``single-top6``    ablation 5: top-6 searched over the single network's organs
@@ -85,12 +86,14 @@ class Context:
     def model_dir(self) -> Path:
         return Path(self.out) / "models" / "paper"
 
-    def options(self, budget: tuple[int, int]):
+    def options(self, budget: tuple[int, int], kind: str = "stations"):
+        """Training options of ``"organs"`` or ``"stations"`` stages (network and grid)."""
         from deepstationing.training import TrainBudget, TrainOptions
 
-        return TrainOptions(workdir=self.workspace, config=self.scale.config, cpu=self.scale.cpu,
-                            budget=TrainBudget(*budget), device=self.device,
-                            threads=self.threads, workers=self.workers, verbose=self.verbose,
+        return TrainOptions(workdir=self.workspace, config=self.scale.config,
+                            cpu=self.scale.cpu_for(kind), budget=TrainBudget(*budget),
+                            device=self.device, threads=self.threads, workers=self.workers,
+                            spacing=self.scale.spacing_for(kind), verbose=self.verbose,
                             progress=self.progress or _stderr)
 
     def to_json(self) -> dict:
@@ -192,7 +195,7 @@ def task_train_organ(ctx: Context, store: JobStore, job: Job, folder: Path) -> d
     from deepstationing.organs.cascade import train_organs
 
     role, fold = job.params["role"], int(job.params["fold"])
-    model = train_organs(_cohort(ctx), fold, options=ctx.options(ctx.scale.organ_budget),
+    model = train_organs(_cohort(ctx), fold, options=ctx.options(ctx.scale.organ_budget, "organs"),
                          model_dir=ctx.model_dir, stages=(role,), anchor_source="pred")
     return {"role": role, "fold": fold, "record": model.fold_record(role, fold)}
 
@@ -202,7 +205,7 @@ def task_oof(ctx: Context, store: JobStore, job: Job, folder: Path) -> dict:
 
     stages = tuple(job.params["stages"])
     files = organ_oof_predictions(_cohort(ctx), _model(ctx), stages,
-                                  ctx.options(ctx.scale.organ_budget))
+                                  ctx.options(ctx.scale.organ_budget, "organs"))
     return {"stages": list(stages), "files": {c: [str(p), f] for c, (p, f) in files.items()}}
 
 
@@ -226,11 +229,12 @@ def task_eval_organs(ctx: Context, store: JobStore, job: Job, folder: Path) -> d
     from deepstationing.evaluation.heldout import mean_dsc
     from deepstationing.evaluation.report import write_metrics_csv
 
-    out = {}
+    out, cascade_rows = {}, []
     sources = [("cascade", "oof/cascade")] + ([("single", "oof/single")]
                                               if job.params.get("single") else [])
     for name, oof_job in sources:
         rows = _organ_rows(ctx, store, oof_job)
+        cascade_rows = rows if name == "cascade" else cascade_rows
         write_metrics_csv(rows, folder / f"organs_{name}.csv")
         per = {k: mean_dsc(r for r in rows if r.label == k) for k in schema.ORGANS.keys}
         out[name] = {"per_organ": per,
@@ -238,8 +242,23 @@ def task_eval_organs(ctx: Context, store: JobStore, job: Job, folder: Path) -> d
                      "non_anchors": mean_dsc(r for r in rows
                                              if r.label in schema.NON_ANCHOR_ORGANS),
                      "all": mean_dsc(rows), "csv": f"organs_{name}.csv"}
-    best = sorted(schema.ORGANS.keys, key=lambda k: -out["cascade"]["per_organ"][k])[:6]
-    out["best6"] = best
+    out["best6"] = best_segmented(cascade_rows, _cohort(ctx))
+    return out
+
+
+def best_segmented(rows: list, cohort, n: int = 6) -> dict[str, list[str]]:
+    """Per fold ``K``, the ``n`` organs the cascade segments best on fold ``K``'s *training*
+    cases (their out-of-fold predictions): ablation 2 never looks at the fold it reports."""
+    from deepstationing.evaluation.heldout import mean_dsc
+    from deepstationing.training.cases import cohort_folds
+
+    out = {}
+    for k in cohort_folds(cohort):
+        train = set(cohort.train_ids(k))
+        per = {o: mean_dsc(r for r in rows if r.label == o and r.case in train)
+               for o in schema.ORGANS.keys}
+        out[str(k)] = sorted(schema.ORGANS.keys,
+                             key=lambda o: -(per[o] if per[o] == per[o] else -1.0))[:n]
     return out
 
 
@@ -250,7 +269,7 @@ def _spec_of(ctx: Context, store: JobStore, job: Job) -> str:
     source_job = p["search"]
     result = store.result(source_job)
     if source_job == "eval/organs":
-        return "pred:" + ",".join(result["best6"])
+        return "pred:" + ",".join(result["best6"][str(int(p["fold"]))])
     from deepstationing.search.ranking import RankedOrgan, top_spec
 
     ranked = [RankedOrgan(r["organ"], r["weight"], r["rank"]) for r in result["ranking"]]

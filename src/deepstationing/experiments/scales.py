@@ -47,17 +47,34 @@ class Scale:
     single: bool = False
     seed: int = 0
     description: str = ""
+    #: the organ stages' network (``None``: ``cpu``) and grid (z, y, x mm; ``None``: the
+    #: training cases' own, nnU-Net's rule): organ stages may run finer than station stages
+    organ_cpu: CpuConfig | None = None
+    organ_spacing: tuple[float, float, float] | None = None
+    #: the station stages' (and the search's) grid (``None``: nnU-Net's rule)
+    station_spacing: tuple[float, float, float] | None = None
+
+    def cpu_for(self, kind: str) -> CpuConfig | None:
+        """The CPU network of ``"organs"`` or ``"stations"`` stages."""
+        return (self.organ_cpu or self.cpu) if kind == "organs" else self.cpu
+
+    def spacing_for(self, kind: str) -> tuple[float, float, float] | None:
+        """The grid of ``"organs"`` or ``"stations"`` stages."""
+        return self.organ_spacing if kind == "organs" else self.station_spacing
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["cpu"] = self.cpu.to_json() if self.cpu else None
+        d["organ_cpu"] = self.organ_cpu.to_json() if self.organ_cpu else None
         return d
 
     @classmethod
     def from_json(cls, obj: dict) -> Scale:
         d = dict(obj)
         d["cpu"] = CpuConfig.from_json(d["cpu"]) if d.get("cpu") else None
+        d["organ_cpu"] = CpuConfig.from_json(d["organ_cpu"]) if d.get("organ_cpu") else None
         for k in ("spacing", "organ_budget", "station_budget", "search_budget", "sweep",
+                  "organ_spacing", "station_spacing",
                   "sweep_folds", "station_folds"):
             d[k] = tuple(d[k]) if d.get(k) is not None else None
         return cls(**d)

@@ -47,19 +47,13 @@ from pathlib import Path
 
 import numpy as np
 
-from deepstationing.backbone.channels import ChannelSpec, network_input
+from deepstationing.backbone.channels import ChannelSpec
 from deepstationing.backbone.datasets import ExportCase
 from deepstationing.backbone.env import Workspace
-from deepstationing.backbone.predict import StagePredictor, model_spacing
+from deepstationing.backbone.predict import StagePredictor
 from deepstationing.data.cohort import Cohort
 from deepstationing.data.image import Image, read_image
-from deepstationing.data.orientation import (
-    back_to_grid,
-    from_orientation,
-    orientation_code,
-    to_model_grid,
-    to_orientation,
-)
+from deepstationing.data.orientation import orientation_code
 from deepstationing.errors import InputError
 from deepstationing.timing import Timings
 from deepstationing.training import (
@@ -100,8 +94,8 @@ def default_model_dir(workdir: str | Path | Workspace, cohort: Cohort, config: s
 def _definition(role: str, cohort: Cohort, options: TrainOptions,
                 anchor_source: str = "pred") -> StageDefinition:
     first = read_image(next(iter(cohort)).ct)
-    return organ_stage(role, config=options.config, cpu=options.cpu,
-                       anchor_source=anchor_source).with_orientation(orientation_code(first))
+    return organ_stage(role, config=options.config, cpu=options.cpu, anchor_source=anchor_source,
+                       spacing=options.spacing).with_orientation(orientation_code(first))
 
 
 def _train_role(role: str, cohort: Cohort, fold: int, model: ModelFolder,
@@ -154,14 +148,26 @@ def organ_oof_predictions(cohort: Cohort, model: ModelFolder, stages: Sequence[s
     for role in stages:
         src = (model.stage(NON_ANCHOR).channels.source
                if role == NON_ANCHOR and model.has(NON_ANCHOR) else "pred")
-        ensure_folds(cohort, model, _definition(role, cohort, options, src),
-                     lambda f, r=role, s=src: _train_role(r, cohort, f, model, options, s),
-                     options)
+        # a stage the model holds keeps its own definition (network, grid) for new folds
+        opts = _options_of(model, role, options)
+        ensure_folds(cohort, model, _definition(role, cohort, opts, src),
+                     lambda f, r=role, s=src, o=opts: _train_role(r, cohort, f, model, o, s),
+                     opts)
     use = {(ANCHOR,): "anchor", (ANCHOR, NON_ANCHOR): "cascade", (SINGLE,): "single"}
     return oof_predictions(cohort, model, stages,
                            lambda f: OrganCascade(model, [f], device=options.device,
                                                   use=use[tuple(stages)],
                                                   threads=options.threads), options)
+
+
+def _options_of(model: ModelFolder, role: str, options: TrainOptions) -> TrainOptions:
+    """``options`` with the network and grid of ``role`` as the model holds it, if it does."""
+    from dataclasses import replace
+
+    if not model.has(role):
+        return options
+    d = model.stage(role)
+    return replace(options, config=d.config, cpu=d.cpu, spacing=d.spacing)
 
 
 # ---------------------------------------------------------------------- inference
@@ -212,48 +218,31 @@ class OrganCascade:
                                              f"(trained: {trained})")
             mir = (definition.config != "cpu") if mirroring is None else mirroring
             self.definitions[name] = definition
-            self.predictors[name] = StagePredictor(model.stage_folder(name), fl, device=device,
-                                                   mirroring=mir, threads=threads)
+            self.predictors[name] = StagePredictor(model.stage_folder(name), fl,
+                                                   orientation=definition.orientation,
+                                                   device=device, mirroring=mir,
+                                                   threads=threads)
 
     @property
     def orientation(self) -> str:
         return self.definitions[self.stages[0]].orientation
 
-    @property
-    def spacing(self) -> tuple:
-        """Spacing (z, y, x) the first stage was trained at; inputs are resampled to it."""
-        first = self.stages[0]
-        return model_spacing(self.model.stage_folder(first), self.definitions[first].configuration)
+    def predict(self, ct: Image, timings: Timings | None = None) -> Image:
+        """22-organ map (schema ids) on ``ct``'s grid and geometry.
 
-    def predict_oriented(self, ct: Image, timings: Timings | None = None) -> np.ndarray:
-        """22-organ map of a CT already in the model's orientation (same grid)."""
+        Each stage takes the case on the case's grid (the CT, and for the non-anchor stage
+        the anchor map) and returns its labels there, exactly as its training data was made
+        (:mod:`deepstationing.backbone.inputs`).
+        """
         t = timings or Timings()
-        sp = ct.array_spacing
         if self.use == "single":
-            with t("organs: single network"):
-                x = network_input(ct.array, None, CT_ONLY, sp)
-                return ALL_ORGAN_LABELS.to_schema(
-                    self.predictors[SINGLE].predict(x, sp, source=ct.path))
-        with t("organs: anchor network"):
-            x = network_input(ct.array, None, CT_ONLY, sp)
-            anchors = ANCHOR_LABELS.to_schema(self.predictors[ANCHOR].predict(x, sp,
-                                                                              source=ct.path))
+            local = self.predictors[SINGLE].predict_case(ct, None, t, "organs: single network")
+            return local.with_array(ALL_ORGAN_LABELS.to_schema(local.array))
+        local = self.predictors[ANCHOR].predict_case(ct, None, t, "organs: anchor network")
+        anchors = local.with_array(ANCHOR_LABELS.to_schema(local.array))
         if self.use == "anchor":
             return anchors
-        with t("organs: anchor channels"):
-            x = network_input(ct.array, anchors, self.definitions[NON_ANCHOR].channels, sp)
-        with t("organs: non-anchor network"):
-            na = self.predictors[NON_ANCHOR].predict(x, sp, source=ct.path)
-        return merge_organs(anchors, NON_ANCHOR_LABELS.to_schema(na))
-
-    def predict(self, ct: Image, timings: Timings | None = None) -> Image:
-        """22-organ map (schema ids) on ``ct``'s grid and geometry."""
-        t = timings or Timings()
-        code = self.orientation
-        with t("orient and resample the CT"):
-            oriented = to_orientation(ct, code)
-            work = to_model_grid(oriented, self.spacing)
-        arr = self.predict_oriented(work, t)
-        with t("back to the input grid"):
-            organs = back_to_grid(work.with_array(arr), oriented)
-            return from_orientation(organs.array, code, ct)
+        na = self.predictors[NON_ANCHOR].predict_case(ct, anchors, t,
+                                                      "organs: non-anchor network")
+        return anchors.with_array(merge_organs(anchors.array,
+                                               NON_ANCHOR_LABELS.to_schema(na.array)))

@@ -7,7 +7,9 @@ validation**. See ``docs/phantom.md`` for the anatomy, the parameter distributio
 table and the institutional station protocol.
 
 Modules: :mod:`.params` (random parameters, grid presets), :mod:`.shapes` (primitives),
-:mod:`.anatomy` (organ geometry and rasterisation), :mod:`.landmarks` (landmark levels as
+:mod:`.grid` (voxel grid, world placement), :mod:`.parts` (rasterised structures),
+:mod:`.anatomy` (levels, body outline, the organs), :mod:`.families` (one builder per organ
+family), :mod:`.raster` (labels and HU per slice), :mod:`.landmarks` (landmark levels as
 built), :mod:`.stations` (station truth), :mod:`.nodes` (lymph nodes), :mod:`.appearance`
 (HU, noise), :mod:`.cohort` (cases, cohorts, folds).
 

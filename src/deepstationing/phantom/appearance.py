@@ -31,28 +31,47 @@ cheaper than filtering a full-resolution field and looks like CT grain at 5 mm s
 
 from __future__ import annotations
 
-import numpy as np
-from scipy.ndimage import convolve1d
+__all__ = ["hu_table"]
 
-__all__ = ["hu_table", "add_noise_to_int16"]
+
+def _blood(p: dict) -> dict[str, float]:
+    """Blood HU of the case's contrast ``phase``."""
+    phase = p.get("phase", "venous")
+    if phase == "non-contrast":
+        b = 40.0 + 8.0 * (p["contrast"] - 1.0)  # unenhanced blood (haematocrit)
+        return {"arterial": b, "pulm_arterial": b, "venous": b, "pulm_venous": b,
+                "small_vein": b, "blood_left": b, "blood_right": b, "inflow": 0.0,
+                "myocardium": 45.0, "liver": 58.0, "spleen": 48.0, "thyroid": 100.0}
+    if phase == "arterial":  # CT angiography, about 25 s after the injection
+        art = p["arterial_hu"]
+        return {"arterial": art, "pulm_arterial": 1.15 * art, "venous": 0.4 * art,
+                "pulm_venous": art, "small_vein": 70.0, "blood_left": art,
+                "blood_right": 0.85 * art, "inflow": 2.5 * p["inflow_hu"],
+                "myocardium": 100.0 + 0.1 * art, "liver": 70.0, "spleen": 125.0,
+                "thyroid": 160.0}
+    arterial = 160.0 * p["contrast"]
+    venous = arterial * p["venous_ratio"]
+    return {"arterial": arterial, "pulm_arterial": arterial, "venous": venous,
+            "pulm_venous": venous, "small_vein": venous * p["small_vein_ratio"],
+            "blood_left": 0.5 * (arterial + venous), "blood_right": 0.5 * (arterial + venous),
+            "inflow": p["inflow_hu"], "myocardium": 100.0 * (0.7 + 0.3 * p["contrast"]),
+            "liver": 100.0 + 25.0 * (p["contrast"] - 1.0),
+            "spleen": 115.0 + 25.0 * (p["contrast"] - 1.0),
+            "thyroid": 130.0 + 30.0 * (p["contrast"] - 1.0)}
 
 
 def hu_table(p: dict) -> dict[str, float]:
     """HU of every tissue key used by the anatomy, for the case parameters ``p``."""
-    arterial = 160.0 * p["contrast"]
-    venous = arterial * p["venous_ratio"]
-    small = venous * p["small_vein_ratio"]
-    t = {
+    t = _blood(p)
+    inflow = t.pop("inflow")
+    t.update({
         "air": -1000.0,
         "lung": p["lung_hu"],
         "fat": p["fat_hu"],
         "muscle": p["muscle_hu"],
         "skin": 30.0,
-        "arterial": arterial,
-        "venous": venous,
-        "small_vein": small,
-        "heart_blood": 0.5 * (arterial + venous),
-        "myocardium": 100.0 * (0.7 + 0.3 * p["contrast"]),
+        "gland": 25.0,
+        "marrow": 0.5 * (p["fat_hu"] + p["muscle_hu"]),
         "eso_wall": 50.0,
         "eso_lumen": {"collapsed": 50.0, "air": -1000.0, "fluid": 10.0}[p["eso_lumen"]],
         "bone": p["bone_hu"],
@@ -61,43 +80,11 @@ def hu_table(p: dict) -> dict[str, float]:
         "cartilage": 110.0,
         "disc": 85.0,
         "csf": 15.0,
-        "liver": 100.0 + 25.0 * (p["contrast"] - 1.0),
-        "spleen": 115.0 + 25.0 * (p["contrast"] - 1.0),
         "stomach": 35.0,
-        "thyroid": 130.0 + 30.0 * (p["contrast"] - 1.0),
         "node": 60.0,
-        "pulm_artery_small": 0.8 * arterial,
-    }
+    })
+    t["coronary"] = t["arterial"]
     side = p.get("inflow_side", "none")
-    t["venous_bcv_l"] = venous + (p["inflow_hu"] if side == "left" else 0.0)
-    t["venous_bcv_r"] = venous + (p["inflow_hu"] if side == "right" else 0.0)
+    t["venous_bcv_l"] = t["venous"] + (inflow if side == "left" else 0.0)
+    t["venous_bcv_r"] = t["venous"] + (inflow if side == "right" else 0.0)
     return t
-
-
-def add_noise_to_int16(hu: np.ndarray, sd: float, rng: np.random.Generator,
-                       pixel_mm: float) -> np.ndarray:
-    """Add in-plane correlated Gaussian noise of SD ``sd`` and convert to int16 HU.
-
-    ``hu`` (float32, ``[z, y, x]``) is modified in place. Grain size about 1.5 mm: at fine
-    pixels (< 1 mm) noise is drawn on a half-resolution grid and upsampled.
-    """
-    nz, ny, nx = hu.shape
-    kernel = np.array([0.25, 0.5, 0.25], dtype=np.float32)
-    gain = 1.0 / float(np.sqrt((kernel ** 2).sum()) ** 2)  # restores unit SD after 2 passes
-    f = 2 if pixel_mm < 1.0 else 1
-    shape = (nz, -(-ny // f), -(-nx // f))
-    n = rng.standard_normal(shape, dtype=np.float32)
-    n = convolve1d(n, kernel, axis=1, mode="wrap")
-    n = convolve1d(n, kernel, axis=2, mode="wrap")
-    n *= np.float32(sd * gain)
-    if f == 1:
-        hu += n
-    else:
-        for k in range(nz):  # slice-wise keeps the temporaries small
-            s = np.repeat(np.repeat(n[k], f, axis=0), f, axis=1)[:ny, :nx]
-            hu[k] += s
-    np.clip(hu, -1024, 3071, out=hu)
-    out = np.empty(hu.shape, dtype=np.int16)
-    np.rint(hu, out=hu)
-    out[...] = hu
-    return out

@@ -26,7 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Preset", "PRESETS", "DISTRIBUTIONS", "draw_parameters", "grid_for"]
+__all__ = ["Preset", "PRESETS", "DISTRIBUTIONS", "ACQUISITIONS", "draw_parameters", "grid_for",
+           "grid_for_case"]
+
+#: ``fixed``: the preset's grid for every case; ``varied``: per-case field of view and slices
+ACQUISITIONS = ("fixed", "varied")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,28 @@ def grid_for(preset: str, spacing: tuple[float, float, float] | None = None
         raise ValueError(f"spacing needs three positive values (x y z mm), got {spacing}")
     fx, fy = p.fov_mm
     return sp, (max(16, int(round(fx / sp[0]))), max(16, int(round(fy / sp[1]))))  # type: ignore
+
+
+def grid_for_case(preset: str, p: dict, spacing: tuple[float, float, float] | None = None,
+                  acquisition: str = "fixed"
+                  ) -> tuple[tuple[float, float, float], tuple[int, int]]:
+    """Spacing and in-plane shape of a case: :func:`grid_for` with ``acquisition="fixed"``;
+    with ``"varied"``, the preset's matrix over the case's field of view ``p["fov_mm"]``
+    and slices of ``p["slice_mm"]`` (``spacing`` then may not be given).
+
+    >>> grid_for_case("full", {"fov_mm": 400.0, "slice_mm": 1.25}, acquisition="varied")
+    ((0.78125, 0.78125, 1.25), (512, 512))
+    """
+    if acquisition not in ACQUISITIONS:
+        raise ValueError(f"unknown acquisition {acquisition!r}; choose from "
+                         f"{', '.join(ACQUISITIONS)}")
+    if acquisition == "fixed":
+        return grid_for(preset, spacing)
+    if spacing is not None:
+        raise ValueError("a varied acquisition draws its own spacing; do not give spacing")
+    _, (nx, ny) = grid_for(preset)
+    fov = float(p["fov_mm"])
+    return (fov / nx, fov / ny, round(float(p["slice_mm"]), 2)), (nx, ny)
 
 
 # name: (kind, a, b, lo, hi, meaning). kind "normal": mean a, SD b; "uniform": a..b;
@@ -155,33 +181,76 @@ DISTRIBUTIONS: dict[str, tuple[str, float, float, float, float, str]] = {
     "contrast": ("normal", 1.0, 0.1, 0.75, 1.25, "enhancement scale (arterial 160 HU at 1.0)"),
     "venous_ratio": ("normal", 0.93, 0.06, 0.78, 1.08, "venous / arterial enhancement"),
     "small_vein_ratio": ("normal", 0.75, 0.1, 0.5, 0.95, "IJV/azygos enhancement vs venous"),
-    "lung_hu": ("normal", -850.0, 22.0, -900, -790, "lung parenchyma HU (anterior)"),
-    "lung_gravity": ("uniform", 30.0, 80.0, 30, 80, "posterior lung gradient (HU)"),
+    "lung_hu": ("normal", -865.0, 20.0, -910, -810, "lung parenchyma HU (anterior)"),
+    "lung_gravity": ("uniform", 30.0, 110.0, 30, 110, "posterior lung gradient (HU)"),
     "fat_hu": ("normal", -100.0, 8.0, -120, -80, "fat HU"),
     "muscle_hu": ("normal", 55.0, 6.0, 40, 70, "muscle HU"),
     "bone_hu": ("normal", 180.0, 35.0, 100, 260, "cancellous bone HU"),
     "cortex_hu": ("normal", 900.0, 120.0, 650, 1200, "cortical bone HU"),
-    "noise_sd": ("uniform", 10.0, 20.0, 10, 20, "image noise SD (HU)"),
+    "noise_sd": ("uniform", 6.0, 18.0, 6, 18, "image noise SD at 5 mm, mid-chest (HU)"),
     "inflow_hu": ("uniform", 50.0, 250.0, 50, 250, "extra HU of the injected-side BCV"),
     # --- annotator variability of the station truth
     "annot_amp": ("uniform", 1.5, 4.0, 1.5, 4.0, "amplitude of the smooth boundary field (mm)"),
+    # --- habitus (version 2): body outline, breasts, arms
+    "bmi": ("normal", 26.0, 4.5, 17, 42, "body-mass index: subcutaneous fat x (bmi / 26)^2"),
+    "body_power": ("uniform", 2.0, 2.8, 2.0, 2.8, "superellipse exponent of the torso outline"),
+    "back_flat": ("uniform", 0.9, 0.98, 0.9, 0.98, "back flattened on the table at this "
+                  "fraction of the half AP depth"),
+    "breast_size": ("uniform", 0.2, 1.0, 0.2, 1.0, "breast size (female cases; radius 40-85 mm)"),
+    "arm_r": ("normal", 40.0, 4.0, 32, 50, "upper-arm radius at BMI 26 (mm)"),
+    "arm_gap": ("uniform", -3.0, 25.0, -3, 25, "gap between the arm and the chest, arms down"),
+    "arm_fwd": ("normal", 5.0, 8.0, -15, 25, "arm centre in front of the mid-chest plane (mm)"),
+    "arm_spread": ("uniform", 0.55, 0.85, 0.55, 0.85, "raised arms: lateral position / half-width"),
+    "humerus_r": ("normal", 11.0, 1.0, 8.5, 13.5, "humeral shaft radius (mm)"),
+    # --- CT table (version 2)
+    "table_gap": ("uniform", 0.0, 12.0, 0, 12, "air gap between the back and the table (mm)"),
+    "table_radius": ("uniform", 500.0, 1500.0, 500, 1500, "curvature radius of a curved table"),
+    "table_hu": ("uniform", 150.0, 500.0, 150, 500, "HU of the table's carbon-fibre shell"),
+    "table_half_width": ("normal", 235.0, 12.0, 205, 265, "half-width of the table top (mm)"),
+    # --- contrast and tissue texture (version 2)
+    "arterial_hu": ("uniform", 260.0, 480.0, 260, 480, "aortic HU in the arterial phase"),
+    "fat_texture": ("uniform", 4.0, 14.0, 4, 14, "SD of the smooth fat heterogeneity (HU)"),
+    "lung_texture": ("uniform", 20.0, 45.0, 20, 45, "SD of the smooth lung heterogeneity (HU)"),
+    "vessel_scale": ("normal", 1.0, 0.08, 0.85, 1.2, "calibre of the intrapulmonary vessels"),
+    # --- acquisition (version 2; used with acquisition="varied", recorded always)
+    "slice_mm": ("uniform", 1.0, 5.0, 1.0, 5.0, "slice thickness = spacing (mm), varied"),
+    "fov_mm": ("uniform", 300.0, 500.0, 300, 500, "reconstructed field of view (mm), varied"),
+    "kernel": ("uniform", 0.0, 1.0, 0.0, 1.0, "reconstruction kernel: 0 soft .. 1 sharp"),
+    "streaks": ("uniform", 0.3, 1.5, 0.3, 1.5, "strength of the streaks near dense bone"),
 }
 
 #: Categorical draws: name -> (options, probabilities).
 CHOICES: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
     "eso_lumen": (("collapsed", "air", "fluid"), (0.6, 0.25, 0.15)),
     "inflow_side": (("none", "left", "right"), (0.6, 0.3, 0.1)),
+    "sex": (("female", "male"), (0.5, 0.5)),
+    "arms": (("up", "down"), (0.6, 0.4)),
+    "phase": (("venous", "arterial", "non-contrast"), (0.6, 0.2, 0.2)),
+    "table": (("curved", "flat"), (0.7, 0.3)),
 }
 
 
+#: the parameters added in phantom version 2 (habitus, table, contrast phase, texture,
+#: acquisition) are drawn after those of version 1, so a case keeps its version-1 anatomy
+FIRST_V2 = ("bmi", "sex")
+
+
 def draw_parameters(rng: np.random.Generator) -> dict[str, float | str]:
-    """Draw every per-case parameter (a flat, JSON-ready dict) in a fixed order."""
+    """Draw every per-case parameter (a flat, JSON-ready dict) in a fixed order: the
+    version-1 numbers, the version-1 choices, then the version-2 numbers and choices."""
     out: dict[str, float | str] = {}
-    for name, (kind, a, b, lo, hi, _doc) in DISTRIBUTIONS.items():
-        v = rng.normal(a, b) if kind == "normal" else rng.uniform(a, b)
-        out[name] = round(float(np.clip(v, lo, hi)), 4)
-    for name, (options, probs) in CHOICES.items():
-        out[name] = str(options[int(rng.choice(len(options), p=probs))])
+    names = list(DISTRIBUTIONS)
+    choices = list(CHOICES)
+    cut_d, cut_c = names.index(FIRST_V2[0]), choices.index(FIRST_V2[1])
+    for group in (names[:cut_d], choices[:cut_c], names[cut_d:], choices[cut_c:]):
+        for name in group:
+            if name in CHOICES:
+                options, probs = CHOICES[name]
+                out[name] = str(options[int(rng.choice(len(options), p=probs))])
+            else:
+                kind, a, b, lo, hi, _doc = DISTRIBUTIONS[name]
+                v = rng.normal(a, b) if kind == "normal" else rng.uniform(a, b)
+                out[name] = round(float(np.clip(v, lo, hi)), 4)
     return out
 
 

@@ -51,7 +51,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepstationing.phantom.anatomy import Anatomy, Grid
+from deepstationing.phantom.anatomy import Anatomy
+from deepstationing.phantom.grid import Grid
 from deepstationing.phantom.landmarks import presence
 from deepstationing.schema import ORGANS, STATIONS
 
@@ -89,151 +90,177 @@ def _displace(comp, x, y, z):
     return out
 
 
-def build_stations(anat: Anatomy, grid: Grid, organs: np.ndarray, support: np.ndarray,
-                   z_anat: np.ndarray, xa: np.ndarray, ya: np.ndarray, landmarks: dict,
-                   annot: dict) -> np.ndarray:
-    """The 12-station label map (uint8) for one case."""
-    nz = organs.shape[0]
-    dz = grid.spacing[2]
-    shift_z = grid.shift[2]
-    sid = {s.key: s.id for s in STATIONS}
-    # ---- landmark levels in anatomy z, with the annotator's slice choices
+def _levels(landmarks: dict, annot: dict, dz: float, shift_z: float) -> dict[str, float]:
+    """Landmark levels in anatomy z, with the annotator's slice choices (kept in order)."""
     L = {k: landmarks[k] - shift_z + annot["level_shift_slices"][k] * dz for k in _LEVELS}
     L["z_lpa"] = min(L["z_lpa"], L["z_archbot"] - dz)
     L["z_archbot"] = min(L["z_archbot"], L["z_archtop"] - dz)
     L["z_archtop"] = min(L["z_archtop"], L["z_bcv"] - dz)
     L["z_azy"] = min(L["z_azy"], L["z_bcv"] - 2 * dz, L["z_car"] + 2 * dz)
     L["z_bcv"] = min(L["z_bcv"], L["z_notch"] - dz)
-    eps = 0.25 * dz
+    return L
 
-    # ---- per-slice scalars
-    p = anat.p
-    tcx = np.zeros(nz, np.float32)
-    tcy = np.zeros(nz, np.float32)
-    rtr = np.float32(p["trachea_r"])
-    yva = anat.y_va(z_anat).astype(np.float32)
-    ijv_r = np.full(nz, -70.0, np.float32)
-    ijv_l = np.full(nz, 70.0, np.float32)
-    asc_y = np.full(nz, -40.0, np.float32)
-    desc = np.zeros((nz, 2), np.float32)
-    eso_c = np.zeros((nz, 2), np.float32)
-    br_r = np.zeros(nz, np.float32)
-    br_l = np.zeros(nz, np.float32)
-    T = anat.tubes
-    ends = anat.bronchus_ends
+
+def _slice_scalars(anat: Anatomy, z_anat: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-slice centreline positions the protocol refers to (vectorised over the slices)."""
+    nz = len(z_anat)
+    p, T, ends = anat.p, anat.tubes, anat.bronchus_ends
+    v = {"yva": anat.y_va(z_anat).astype(np.float32),
+         "ijv_r": np.full(nz, -70.0, np.float32), "ijv_l": np.full(nz, 70.0, np.float32),
+         "asc_y": np.full(nz, -40.0, np.float32), "desc": np.zeros((nz, 2), np.float32),
+         "eso_c": np.zeros((nz, 2), np.float32), "tcx": np.zeros(nz, np.float32),
+         "tcy": np.zeros(nz, np.float32), "br_r": np.zeros(nz, np.float32),
+         "br_l": np.zeros(nz, np.float32)}
     # centreline crossings of every slice at once (Tube.centres_at: NaN where none)
     za64 = np.asarray(z_anat, np.float64)
     c = T["trachea"].centres_at(np.minimum(np.maximum(za64, 0.0), anat.lv["top"]))
     c[np.isnan(c[:, 0])] = 0.0
-    tcx[:], tcy[:] = c[:, 0], c[:, 1]
-    for name, arr, sg in (("ijv_r", ijv_r, -1), ("ijv_l", ijv_l, 1)):
+    v["tcx"][:], v["tcy"][:] = c[:, 0], c[:, 1]
+    for name, sg in (("ijv_r", -1), ("ijv_l", 1)):
         c = T[name].centres_at(za64)[:, 0]
         ok = ~np.isnan(c)
-        arr[ok] = c[ok] + sg * (p[name + "_r"] + 6.0)
+        v[name][ok] = c[ok] + sg * (p[name + "_r"] + 6.0)
     c = T["aorta"].centres_at(za64)[:, 1]
     ok = ~np.isnan(c)
-    asc_y[ok] = c[ok]
+    v["asc_y"][ok] = c[ok]
     c = T["aorta"].centres_at(np.minimum(za64, anat.lv["arch_c"]), last=True)
     c[np.isnan(c[:, 0])] = (p["desc_x"], p["desc_y"])
-    desc[:] = c
+    v["desc"][:] = c
     c = T["esophagus"].centres_at(za64)
     c[np.isnan(c[:, 0])] = (p["eso_x"], 20.0)
-    eso_c[:] = c
+    v["eso_c"][:] = c
     c = T["bronchus_r"].centres_at(za64)[:, 0]
-    br_r[:] = np.where(np.isnan(c), ends["r"][0], c)
+    v["br_r"][:] = np.where(np.isnan(c), ends["r"][0], c)
     c = T["bronchus_l"].centres_at(za64)[:, 0]
-    br_l[:] = np.where(np.isnan(c), ends["l"][0], c)
+    v["br_l"][:] = np.where(np.isnan(c), ends["l"][0], c)
+    return v
 
-    kk, rr, cc = np.nonzero(support)
-    x = xa[rr, cc]
-    y = ya[rr, cc]
-    z = z_anat[kk].astype(np.float32)
-    ddx = _displace(annot["field"][0], x, y, z)
-    ddy = _displace(annot["field"][1], x, y, z)
-    x, y = x + ddx, y + ddy
-    zsl = z  # slice centre (levels are compared per slice)
-    xTL = tcx[kk] + rtr
-    yTP = tcy[kk] + 0.94 * rtr + 2.0
-    y23 = tcy[kk] - 0.94 * rtr - 6.0
-    xm = tcx[kk]
-    at_or_below = lambda lv: zsl <= L[lv] + eps  # noqa: E731
 
-    out = np.zeros(x.shape, np.uint8)
+class _Support:
+    """The support voxels of one case (displaced by the annotator's field) and the station
+    label being built for them; :meth:`put` gives unlabelled voxels of a mask a station."""
 
-    def put(key, mask):
-        m = mask & (out == 0)
-        out[m] = sid[key]
+    def __init__(self, anat, support, z_anat, xa, ya, L, dz, annot, sc):
+        self.kk, self.rr, self.cc = np.nonzero(support)
+        x = xa[self.rr, self.cc]
+        y = ya[self.rr, self.cc]
+        z = z_anat[self.kk].astype(np.float32)
+        ddx = _displace(annot["field"][0], x, y, z)
+        ddy = _displace(annot["field"][1], x, y, z)
+        self.x, self.y = x + ddx, y + ddy
+        self.zsl = z  # slice centre (levels are compared per slice)
+        kk, rtr = self.kk, np.float32(anat.p["trachea_r"])
+        self.rtr = rtr
+        self.xTL = sc["tcx"][kk] + rtr
+        self.yTP = sc["tcy"][kk] + 0.94 * rtr + 2.0
+        self.y23 = sc["tcy"][kk] - 0.94 * rtr - 6.0
+        self.xm = sc["tcx"][kk]
+        self.L, self.eps, self.sc = L, 0.25 * dz, sc
+        self.out = np.zeros(self.x.shape, np.uint8)
+        self.sid = {s.key: s.id for s in STATIONS}
 
-    # 7: subcarinal
+    def at_or_below(self, lv: str) -> np.ndarray:
+        return self.zsl <= self.L[lv] + self.eps
+
+    def put(self, key: str, mask: np.ndarray) -> None:
+        m = mask & (self.out == 0)
+        self.out[m] = self.sid[key]
+
+
+def _inferior(v: _Support, anat: Anatomy, organs: np.ndarray, z_anat: np.ndarray) -> np.ndarray:
+    """Stations 7 (subcarinal) and 8 (paraesophageal); returns the station-7 floor per voxel."""
+    x, y, zsl, kk, L, eps, sc = v.x, v.y, v.zsl, v.kk, v.L, v.eps, v.sc
     obr = ORGANS.by_key
     tab = presence(organs)
     k_l = np.nonzero(tab[:, obr("bronchus_l").id])[0]
     k_r = np.nonzero(tab[:, obr("bronchus_r").id])[0]
     z7l = float(z_anat[k_l.min()]) if k_l.size else L["z_car"] - 30
     z7r = float(z_anat[k_r.min()]) if k_r.size else L["z_car"] - 30
+    ends = anat.bronchus_ends
     xl, xr = float(ends["l"][0]), float(ends["r"][0])
     z7 = np.interp(x, [xr, xl], [z7r, z7l]).astype(np.float32)
-    s7 = at_or_below("z_car") & (zsl >= z7 - eps) & (x >= br_r[kk]) & (x <= br_l[kk]) \
-        & (y <= eso_c[kk, 1]) & (y >= -6.0)
-    put("7", s7)
-    # 8: paraesophageal, below 7
+    s7 = v.at_or_below("z_car") & (zsl >= z7 - eps) & (x >= sc["br_r"][kk]) \
+        & (x <= sc["br_l"][kk]) & (y <= sc["eso_c"][kk, 1]) & (y >= -6.0)
+    v.put("7", s7)
     d_eso = np.full(x.shape, np.inf, np.float32)
     for k in np.unique(kk):
         m = kk == k
-        d_eso[m] = T["esophagus"].sd(x[m], y[m], float(z_anat[k]))
+        d_eso[m] = anat.tubes["esophagus"].sd(x[m], y[m], float(z_anat[k]))
     s8 = (zsl < z7 - eps) & (zsl > L["z_dia"] + eps) & (d_eso <= 12.0) \
-        & (y >= eso_c[kk, 1] - 12.0) & (y <= yva[kk] + 8.0)
-    put("8", s8)
-    # 4R / 4L
-    s4r = at_or_below("z_bcv") & (zsl >= L["z_azy"] - eps) & (x <= xTL) & (y >= y23) & (y <= yTP) \
-        & (x >= p["svc_x"] - p["svc_r"])
-    put("4R", s4r)
+        & (y >= sc["eso_c"][kk, 1] - 12.0) & (y <= sc["yva"][kk] + 8.0)
+    v.put("8", s8)
+    return z7
+
+
+def _paratracheal_aortic(v: _Support, anat: Anatomy, z_anat: np.ndarray) -> None:
+    """Stations 4R, 4L, 5 and 6."""
+    x, y, zsl, kk, sc, eps = v.x, v.y, v.zsl, v.kk, v.sc, v.eps
+    p, L = anat.p, v.L
+    xTL, y23, yTP, xm = v.xTL, v.y23, v.yTP, v.xm
+    s4r = v.at_or_below("z_bcv") & (zsl >= L["z_azy"] - eps) & (x <= xTL) & (y >= y23) \
+        & (y <= yTP) & (x >= p["svc_x"] - p["svc_r"])
+    v.put("4R", s4r)
     B = anat.pa_bif
+    desc = sc["desc"]
     dxl, dyl = B[0] - desc[kk, 0], B[1] - desc[kk, 1]
     side = (x - desc[kk, 0]) * dyl - (y - desc[kk, 1]) * dxl  # < 0: lateral/anterior
     in_apw = zsl <= L["z_archbot"] + eps
-    s4l = at_or_below("z_archtop") & ~at_or_below("z_lpa") & (x > xTL) & (y >= y23) \
+    s4l = v.at_or_below("z_archtop") & ~v.at_or_below("z_lpa") & (x > xTL) & (y >= y23) \
         & (y <= yTP) & ~(in_apw & (side < 0)) & (x <= xm + 40)
-    put("4L", s4l)
-    # 5: aortopulmonary window
-    s5 = in_apw & ~at_or_below("z_lpa") & (x > xTL) & (side < 0) & (y >= asc_y[kk]) \
+    v.put("4L", s4l)
+    s5 = in_apw & ~v.at_or_below("z_lpa") & (x > xTL) & (side < 0) & (y >= sc["asc_y"][kk]) \
         & (x <= xm + 65)
-    put("5", s5)
-    # 6: para-aortic shell (ascending aorta and arch)
+    v.put("5", s5)
     d_ao = np.full(x.shape, np.inf, np.float32)
-    m6z = at_or_below("z_archtop") & ~at_or_below("z_archbot")
+    m6z = v.at_or_below("z_archtop") & ~v.at_or_below("z_archbot")
     for k in np.unique(kk[m6z]):
         m = (kk == k) & m6z
-        d_ao[m] = T["aorta"].sd(x[m], y[m], float(z_anat[k]))
+        d_ao[m] = anat.tubes["aorta"].sd(x[m], y[m], float(z_anat[k]))
     s6 = m6z & (d_ao <= 8.0) & ((y < y23) | (x > xTL))
-    put("6", s6)
-    # 3P: retrotracheal
+    v.put("6", s6)
+
+
+def _upper(v: _Support) -> None:
+    """Stations 3P, 3A, 2R, 2L, 1R and 1L."""
+    x, y, zsl, kk, sc, eps, L = v.x, v.y, v.zsl, v.kk, v.sc, v.eps, v.L
+    xTL, y23, yTP, xm, tcy, yva = v.xTL, v.y23, v.yTP, v.xm, sc["tcy"], sc["yva"]
     apex_min = min(L["z_apex_r"], L["z_apex_l"])
-    s3p = ~at_or_below("z_car") & (zsl <= apex_min + eps) & (y > yTP) & (y <= yva[kk] + 8.0) \
-        & (np.abs(x - xm) <= 25.0)
-    put("3P", s3p)
-    # 3A: prevascular
-    s3a = ~at_or_below("z_car") & at_or_below("z_notch") & (y < y23) & (np.abs(x - 3.0) <= 32)
-    put("3A", s3a)
+    s3p = ~v.at_or_below("z_car") & (zsl <= apex_min + eps) & (y > yTP) \
+        & (y <= yva[kk] + 8.0) & (np.abs(x - xm) <= 25.0)
+    v.put("3P", s3p)
+    s3a = ~v.at_or_below("z_car") & v.at_or_below("z_notch") & (y < y23) \
+        & (np.abs(x - 3.0) <= 32)
+    v.put("3A", s3a)
     # 2R / 2L (between notch and apex only the part behind the tracheal centre plane)
-    upper = ~at_or_below("z_notch")
-    s2r = ~at_or_below("z_bcv") & (zsl <= L["z_apex_r"] + eps) & (x <= xTL) & (y >= y23) \
+    upper = ~v.at_or_below("z_notch")
+    s2r = ~v.at_or_below("z_bcv") & (zsl <= L["z_apex_r"] + eps) & (x <= xTL) & (y >= y23) \
         & (y <= yTP) & ~(upper & (y < tcy[kk])) & (x >= xm - 40)
-    put("2R", s2r)
-    s2l = ~at_or_below("z_archtop") & (zsl <= L["z_apex_l"] + eps) & (x > xTL) & (y >= y23) \
-        & (y <= yTP) & ~(upper & (y < tcy[kk])) & (x <= xm + 40)
-    put("2L", s2l)
-    # 1R / 1L
+    v.put("2R", s2r)
+    s2l = ~v.at_or_below("z_archtop") & (zsl <= L["z_apex_l"] + eps) & (x > xTL) \
+        & (y >= y23) & (y <= yTP) & ~(upper & (y < tcy[kk])) & (x <= xm + 40)
+    v.put("2L", s2l)
     above_apex_r = zsl > L["z_apex_r"] + eps
     above_apex_l = zsl > L["z_apex_l"] + eps
     post_lim = np.where(x < xm, np.where(above_apex_r, yva[kk], yTP),
                         np.where(above_apex_l, yva[kk], yTP))
     above_apex = np.where(x < xm, above_apex_r, above_apex_l)
-    s1 = upper & at_or_below("z_cric") & (y <= post_lim) & (y >= tcy[kk] - rtr - 15.0) \
+    s1 = upper & v.at_or_below("z_cric") & (y <= post_lim) & (y >= tcy[kk] - v.rtr - 15.0) \
         & (above_apex | (y < tcy[kk]))
-    put("1R", s1 & (x < xm) & (x >= ijv_r[kk]))
-    put("1L", s1 & (x >= xm) & (x <= ijv_l[kk]))
+    v.put("1R", s1 & (x < xm) & (x >= sc["ijv_r"][kk]))
+    v.put("1L", s1 & (x >= xm) & (x <= sc["ijv_l"][kk]))
 
+
+def build_stations(anat: Anatomy, grid: Grid, organs: np.ndarray, support: np.ndarray,
+                   z_anat: np.ndarray, xa: np.ndarray, ya: np.ndarray, landmarks: dict,
+                   annot: dict) -> np.ndarray:
+    """The 12-station label map (uint8) for one case, in the priority order of
+    :data:`PRIORITY` (a voxel keeps the first station that claims it)."""
+    dz = grid.spacing[2]
+    L = _levels(landmarks, annot, dz, grid.shift[2])
+    v = _Support(anat, support, z_anat, xa, ya, L, dz, annot, _slice_scalars(anat, z_anat))
+    _inferior(v, anat, organs, z_anat)
+    _paratracheal_aortic(v, anat, z_anat)
+    _upper(v)
     st = np.zeros(organs.shape, np.uint8)
-    st[kk, rr, cc] = out
+    st[v.kk, v.rr, v.cc] = v.out
     return st

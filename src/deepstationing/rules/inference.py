@@ -49,7 +49,7 @@ from deepstationing.rules.landmarks import Frame, Landmarks, OrganSlices, _fill,
 from deepstationing.rules.margins import DEFAULT_MARGINS, Margins
 from deepstationing.schema import ORGANS, STATIONS
 
-__all__ = ["RuleResult", "rule_stations", "TIE_BREAK", "STATION_REQUIREMENTS"]
+__all__ = ["RuleResult", "rule_stations", "main_components", "TIE_BREAK", "STATION_REQUIREMENTS"]
 
 #: Priority where station limits overlap, highest first (spec A.1, [EST]).
 TIE_BREAK: tuple[str, ...] = ("7", "8", "4R", "4L", "5", "6", "3P", "3A", "2R", "2L", "1R", "1L")
@@ -102,8 +102,37 @@ class RuleResult:
         return {s.key: float(counts[s.id]) * vox for s in STATIONS}
 
 
+def main_components(label_map: np.ndarray, min_fraction: float = 0.1) -> np.ndarray:
+    """Each label's connected parts (26-connectivity) of at least ``min_fraction`` of its
+    largest part; smaller parts (stray voxels of a predicted organ) become background.
+
+    Parts of similar size stay (the pulmonary veins are four tubes; a thin vessel on a
+    coarse grid falls apart into pieces of similar size).
+
+    >>> m = np.zeros((1, 3, 14), np.uint8); m[0, 1, :12] = 5; m[0, 1, 13] = 5
+    >>> m[0, 0, 13] = 2
+    >>> main_components(m)[0].tolist()[1], int(main_components(m)[0, 0, 13])
+    ([5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 0, 0], 2)
+    """
+    from scipy import ndimage
+
+    out = np.zeros_like(label_map)
+    objects = ndimage.find_objects(label_map.astype(np.int64))
+    for value, box in enumerate(objects, start=1):
+        if box is None:
+            continue
+        mask = label_map[box] == value
+        parts, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+        if n > 1:
+            sizes = np.bincount(parts.ravel())[1:]
+            keep = np.flatnonzero(sizes >= min_fraction * sizes.max()) + 1
+            mask = np.isin(parts, keep)
+        out[box][mask] = value
+    return out
+
+
 def rule_stations(organs: Image, ct: Image | None = None, margins: Margins = DEFAULT_MARGINS, *,
-                  exclude: np.ndarray | None = None) -> RuleResult:
+                  exclude: np.ndarray | None = None, clean: bool = True) -> RuleResult:
     """12-station map from a 22-organ label map by margin-based IASLC rules.
 
     Args:
@@ -113,6 +142,11 @@ def rule_stations(organs: Image, ct: Image | None = None, margins: Margins = DEF
         margins: the named margins (:class:`~deepstationing.rules.margins.Margins`).
         exclude: optional boolean array (organ-map layout) of further structures no
             station may cover (e.g. TotalSegmentator's brachiocephalic trunk).
+        clean: drop the small stray parts of each organ first (:func:`main_components`):
+            a few stray voxels of a *predicted* organ would otherwise move its landmarks and
+            limits (on five held-out phantom cases on the 5.6 x 5.6 x 10 mm grid, with
+            organs of a tuning run, the mean station DSC of the rules went from 25.4 to
+            42.0 %; on the same cases' ground-truth organs from 46.8 to 46.9 %).
 
     Returns:
         :class:`RuleResult` with the station map, warnings and landmarks. Missing or empty
@@ -128,7 +162,7 @@ def rule_stations(organs: Image, ct: Image | None = None, margins: Margins = DEF
     if ct is not None:
         check_same_geometry(organs, ct, reference_name="organ map", other_name="CT")
     frame = Frame.of(organs)
-    labels = frame.to_canonical(organs.array)
+    labels = frame.to_canonical(main_components(organs.array) if clean else organs.array)
     org = OrganSlices(labels, frame.spacing)
     lm = _landmarks(org, frame, margins)
     warnings = list(lm.warnings)

@@ -23,10 +23,25 @@ from deepstationing.data.image import Image, read_image
 from deepstationing.evaluation.heldout import score_stations
 from deepstationing.evaluation.report import MetricRow
 from deepstationing.stations.network import StationParser
+from deepstationing.training.provenance import check_held_out
 
-__all__ = ["evaluate_station_stage", "ORGAN_SOURCES"]
+__all__ = ["evaluate_station_stage", "check_held_out_by", "ORGAN_SOURCES"]
 
 ORGAN_SOURCES = ("model", "gt")
+
+
+def check_held_out_by(parser: StationParser, cases: Sequence[Case], fold: int,
+                      organs: str = "model") -> None:
+    """Refuse cases that fold ``fold``'s station stage (and, with ``organs="model"``, its
+    organ stages) did not hold out: what each fold saw is in the model folder
+    (:mod:`deepstationing.training.provenance`), whatever the cases' fold labels say."""
+    model = parser.model
+    stages = [parser.folder]
+    if organs == "model" and parser.organs is not None:
+        stages += list(parser.organs.stages)
+    for stage in stages:
+        check_held_out(model.fold_record(stage, fold), [(c.id, c.ct) for c in cases],
+                       where=model.root, what=f"fold {fold} of stage '{stage}'")
 
 
 def evaluate_station_stage(model, cases: Sequence[Case], fold: int, *,
@@ -50,12 +65,9 @@ def evaluate_station_stage(model, cases: Sequence[Case], fold: int, *,
     """
     if organs not in ORGAN_SOURCES:
         raise ValueError(f"organs must be one of {ORGAN_SOURCES}, got {organs!r}")
-    seen = [c.id for c in cases if c.fold is not None and int(c.fold) != int(fold)]
-    if seen:  # the fold-K models trained on these: a score of them would be leaked
-        raise ValueError(f"cases {seen} are not held out by fold {fold}; the fold-{fold} "
-                         "models trained on them")
     parser = StationParser(model, [fold], stations=stations, checkpoint=checkpoint,
                            device=device, threads=threads)
+    check_held_out_by(parser, cases, fold, organs)
     rows: list[MetricRow] = []
     for n, case in enumerate(cases, 1):
         if progress:

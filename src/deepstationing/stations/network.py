@@ -46,20 +46,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-
-from deepstationing.backbone.channels import ChannelSpec, network_input
+from deepstationing.backbone.channels import ChannelSpec
 from deepstationing.backbone.datasets import ExportCase
-from deepstationing.backbone.predict import StagePredictor, model_spacing
-from deepstationing.data.cohort import Cohort
+from deepstationing.backbone.predict import StagePredictor
+from deepstationing.data.cohort import Cohort, inner_cohort
 from deepstationing.data.image import Image, check_same_geometry, read_image
-from deepstationing.data.orientation import (
-    back_to_grid,
-    from_orientation,
-    orientation_code,
-    to_model_grid,
-    to_orientation,
-)
+from deepstationing.data.orientation import orientation_code
 from deepstationing.errors import InputError
 from deepstationing.organs.cascade import (
     ANCHOR,
@@ -79,6 +71,7 @@ from deepstationing.training import (
     station_stage,
     train_stage,
 )
+from deepstationing.training.fold import model_key
 from deepstationing.training.stages import STATION_LABELS, STATIONS, StageDefinition
 
 __all__ = ["train_stations", "station_cases", "StationParser", "ChannelSpec", "TrainOptions",
@@ -86,10 +79,17 @@ __all__ = ["train_stations", "station_cases", "StationParser", "ChannelSpec", "T
 
 
 def station_cases(cohort: Cohort, model: ModelFolder, spec: ChannelSpec,
-                  options: TrainOptions) -> list[ExportCase]:
+                  options: TrainOptions, fold: int | None = None) -> list[ExportCase]:
     """The cases of a station stage with their organ channels (ground truth, or out-of-fold
     predictions of the cascade or of the single network, training their missing folds
-    first)."""
+    first).
+
+    ``nested`` channels (for training fold ``fold``): the fold's training cases get the
+    out-of-fold predictions of a cascade trained on those cases only
+    (:func:`nested_organ_model`), so no organ model behind a training channel ever saw fold
+    ``fold``'s test cases; the test cases themselves are predicted by the fold-``fold``
+    cascade at evaluation, as for ``pred``.
+    """
     cases_in = cohort_cases(cohort, "stations")
     if spec.organs and spec.source == "gt":
         cohort_cases(cohort, "organs")
@@ -99,11 +99,31 @@ def station_cases(cohort: Cohort, model: ModelFolder, spec: ChannelSpec,
     if spec.source == "gt":
         return [ExportCase(c.id, c.ct, c.stations, c.fold, c.organs, "gt", c.patient)
                 for c in cases_in]
+    if spec.source == "nested":
+        if fold is None:
+            raise ValueError("nested organ channels are made for one training fold")
+        inner, inner_model = nested_organ_model(cohort, model, fold, options)
+        oof = organ_oof_predictions(inner, inner_model, (ANCHOR, NON_ANCHOR), options)
+        return [ExportCase(c.id, c.ct, c.stations, c.fold, oof[c.id][0],
+                           f"nested cascade {fold}/{inner.case(c.id).fold}", c.patient)
+                if c.id in oof else ExportCase(c.id, c.ct, c.stations, c.fold,
+                                               patient=c.patient)  # held out
+                for c in cases_in]
     stages, what = ((SINGLE,), "single") if spec.source == "single" else \
         ((ANCHOR, NON_ANCHOR), "cascade")
     oof = organ_oof_predictions(cohort, model, stages, options)
     return [ExportCase(c.id, c.ct, c.stations, c.fold, oof[c.id][0],
                        f"{what} fold {oof[c.id][1]}", c.patient) for c in cases_in]
+
+
+def nested_organ_model(cohort: Cohort, model: ModelFolder, fold: int,
+                       options: TrainOptions) -> tuple[Cohort, ModelFolder]:
+    """The inner cohort of ``fold`` (its training cases, :func:`inner_cohort`) and the model
+    folder of the organ cascade trained on it, ``MODEL/nested/fold<K>`` (created on first
+    use with the model's own organ stage definitions)."""
+    inner = inner_cohort(cohort, fold, options.workspace.root / "inner" /
+                         f"{model.root.name}-{model_key(model)}-fold{fold}")
+    return inner, ModelFolder.open_or_create(model.root / "nested" / f"fold{fold}")
 
 
 def train_stations(cohort: Cohort, fold: int, *, channels: ChannelSpec | str,
@@ -124,12 +144,12 @@ def train_stations(cohort: Cohort, fold: int, *, channels: ChannelSpec | str,
     first = read_image(next(iter(cohort)).ct)
     definition: StageDefinition = station_stage(
         spec, config=options.config, cpu=options.cpu, role=role, trainer=trainer,
-        settings=settings).with_orientation(orientation_code(first))
+        settings=settings, spacing=options.spacing).with_orientation(orientation_code(first))
     model.check(definition)  # before any (organ) training
-    if fold_is_trained(model, definition, fold, options):
+    if fold_is_trained(model, definition, fold, options, cohort):
         options.say(f"[{definition.folder} fold {fold}] already trained in {model.root}")
         return model
-    cases = station_cases(cohort, model, spec, options)
+    cases = station_cases(cohort, model, spec, options, fold)
     train_stage(cohort, fold, model, definition, cases, options)
     return model
 
@@ -163,7 +183,8 @@ class StationParser:
             raise InputError(self.model.root, f"stage '{self.folder}' has no fold(s) {missing} "
                                               f"(trained: {trained})")
         mir = (self.definition.config != "cpu") if mirroring is None else mirroring
-        self.stations = StagePredictor(self.model.stage_folder(self.folder), fl, device=device,
+        self.stations = StagePredictor(self.model.stage_folder(self.folder), fl,
+                                       orientation=self.definition.orientation, device=device,
                                        mirroring=mir, threads=threads, checkpoint=checkpoint)
         if self.channels.source == "single" and organ_model == "auto":
             organ_model = "single"  # the channels it was trained on
@@ -189,38 +210,18 @@ class StationParser:
         """
         say = progress or (lambda msg: None)
         t = timings or Timings()
-        code = self.definition.orientation
-        with t("orient and resample the CT"):
-            oriented = to_orientation(ct, code)
-            work = to_model_grid(oriented, model_spacing(self.model.stage_folder(self.folder),
-                                                         self.definition.configuration))
-        organ_arr = None
         if organs is not None:
             check_same_geometry(ct, organs, reference_name=ct.path or "CT",
                                 other_name="organ map")
-            with t("orient and resample the organ map"):
-                organ_arr = to_model_grid(to_orientation(organs, code), work.array_spacing,
-                                          label=True).array
         elif self.organs is not None:
             say(f"organs ({self.organs.use})")
-            organ_arr = self.organs.predict_oriented(work, t)
+            organs = self.organs.predict(ct, t)
         elif self.channels.organs:
             raise InputError(self.model.root, f"the station stage needs organ channels "
                                               f"({self.channels}) but the model has no organ "
                                               "stage; pass an organ map")
-        with t("stations: organ channels"):
-            x = network_input(work.array, organ_arr, self.channels, work.array_spacing)
         n_org = len(self.channels.organs)
         say(f"stations (CT + {n_org} organ channels)" if n_org else "stations (CT only)")
-        with t("stations: network"):
-            local = self.stations.predict(x, work.array_spacing, source=ct.path)
-        del x
-        with t("back to the input grid"):
-            stations_o = back_to_grid(work.with_array(STATION_LABELS.to_schema(local)),
-                                      oriented)
-            stations = from_orientation(stations_o.array, code, ct)
-            organs_out = None
-            if organ_arr is not None:
-                organs_o = back_to_grid(work.with_array(organ_arr.astype(np.uint8)), oriented)
-                organs_out = from_orientation(organs_o.array, code, ct)
-        return organs_out, stations
+        local = self.stations.predict_case(ct, organs if n_org else None, t,
+                                           "stations: network")
+        return organs, local.with_array(STATION_LABELS.to_schema(local.array))

@@ -6,13 +6,15 @@ The folder is self-contained (copy it to another machine and ``deepstationing pr
     MODEL/
       deepstationing_model.json     per stage: its definition and, per fold, how it was trained
       anchor/                       nnU-Net result folder of the anchor-organ stage
-        plans.json  dataset.json  fold_0/checkpoint_final.pth ...
+        fold_0/checkpoint_final.pth plans.json dataset.json ...   (each fold planned apart)
       nonanchor/  single/
       stations-gt-all/  stations-ct/  search-pred-all/ ...   one folder per station stage
 
 A stage's *definition* (:class:`~deepstationing.training.stages.StageDefinition`) is
-stored once; each fold has its own record (budget, epochs done, training time), so a fold
-trained longer later simply updates its record.
+stored once; each fold has its own record (budget, epochs done, training time, its grid,
+and what it saw: hashes of its training cases' files and of its held-out CTs, see
+:mod:`~deepstationing.training.provenance`), so a fold trained longer later simply updates
+its record.
 
 Examples
 --------
@@ -42,11 +44,14 @@ from deepstationing.training.stages import (
     StageDefinition,
 )
 
-__all__ = ["ModelFolder", "MODEL_FILE", "HOW_TO_TRAIN", "FORMAT"]
+__all__ = ["ModelFolder", "MODEL_FILE", "HOW_TO_TRAIN", "FORMAT", "FOLD_PLAN_FILES"]
 
 MODEL_FILE = "deepstationing_model.json"
-#: Version of the model description's layout.
-FORMAT = 2
+#: Version of the model description's layout (3: plans per fold, and what each fold saw).
+FORMAT = 3
+#: nnU-Net's files of a fold, kept in its ``fold_K`` folder: each fold is planned (target
+#: spacing, normalisation statistics) on its own training cases.
+FOLD_PLAN_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 HOW_TO_TRAIN = ("train one with 'deepstationing train organs --cohort DIR --fold K' and "
                 "'deepstationing train stations --cohort DIR --fold K', then pass "
                 "--model WORKDIR/models/NAME")
@@ -136,6 +141,10 @@ class ModelFolder:
     def checkpoint(self, folder: str, fold: int) -> Path:
         return self.stage_folder(folder) / f"fold_{int(fold)}" / "checkpoint_final.pth"
 
+    def fold_spacing(self, folder: str, fold: int) -> tuple:
+        """The voxel spacing ``(z, y, x)`` fold ``fold`` of a stage was trained at."""
+        return tuple(float(v) for v in self.fold_record(folder, fold)["spacing"])
+
     def station_stage(self, which: str | None = None) -> str:
         """The folder of a station stage: ``which`` is a folder name, a channel spec, or
         ``None`` for the only one.
@@ -199,9 +208,9 @@ class ModelFolder:
         dest = self.stage_folder(definition.folder)
         (dest / f"fold_{fold}").mkdir(parents=True, exist_ok=True)
         base = Path(fold_output).parent
-        for fname in ("plans.json", "dataset.json", "dataset_fingerprint.json"):
+        for fname in FOLD_PLAN_FILES:  # each fold was planned on its own training cases
             if (base / fname).exists():
-                shutil.copyfile(base / fname, dest / fname)
+                shutil.copyfile(base / fname, dest / f"fold_{fold}" / fname)
         _link_or_copy(Path(fold_output) / "checkpoint_final.pth",
                       dest / f"fold_{fold}" / "checkpoint_final.pth")
         for fname in ("deepstationing_runs.json", "progress.png", "search_weights.json"):

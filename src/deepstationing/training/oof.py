@@ -9,8 +9,10 @@ training fold ``K`` of a later stage on predicted channels needs the earlier sta
 folds (:func:`deepstationing.training.fold.ensure_folds`).
 
 Predictions are cached under ``WORKDIR/predictions/<model>/<stages>/`` with
-``provenance.json`` recording, per case, the fold and the checkpoints used; a retrained
-checkpoint invalidates the cache.
+``provenance.json`` recording, per case, the SHA-256 of its CT, the fold and the
+checkpoints used: a changed CT or a retrained checkpoint invalidates the cache. Before a
+fold model predicts a case, its record must show that it held that very CT out
+(:func:`~deepstationing.training.provenance.check_held_out`).
 
 Examples
 --------
@@ -32,6 +34,7 @@ from deepstationing.data.locks import file_lock
 from deepstationing.training.fold import model_key
 from deepstationing.training.model import ModelFolder
 from deepstationing.training.options import TrainOptions
+from deepstationing.training.provenance import check_held_out, file_digest
 
 __all__ = ["oof_predictions", "checkpoint_stamp", "Predictor"]
 
@@ -77,8 +80,11 @@ def _predict_missing(cohort: Cohort, model: ModelFolder, folders: Sequence[str],
     current: tuple[int, Predictor] | None = None
     for n, case in enumerate(cases, 1):
         f = int(case.fold)
+        for stage in folders:
+            check_held_out(model.fold_record(stage, f), [(case.id, case.ct)], where=model.root,
+                           what=f"fold {f} of stage '{stage}'")
         ckpts = {s: str(model.checkpoint(s, f)) for s in folders}
-        want = {"fold": f, "checkpoints": ckpts,
+        want = {"ct": file_digest(case.ct), "fold": f, "checkpoints": ckpts,
                 "stamps": {s: checkpoint_stamp(Path(p)) for s, p in ckpts.items()}}
         target = out_dir / f"{case.id}.nii.gz"
         if target.exists() and prov.get(case.id) == want:

@@ -40,6 +40,8 @@ class TrainOptions:
         retrain: start the requested folds again from scratch.
         snapshot_every: keep a checkpoint every this many epochs (learning curves).
         seed: seeds each fold's network initialisation and augmentation (``None``: unseeded).
+        spacing: the voxel spacing ``(z, y, x)`` mm of the stages trained with these options
+            (``None``: nnU-Net's rule on each fold's training cases).
         verbose: show nnU-Net's console output.
         progress: where progress lines go (``None``: the ``deepstationing.training`` log).
     """
@@ -55,6 +57,7 @@ class TrainOptions:
     retrain: bool = False
     snapshot_every: int | None = None
     seed: int | None = 0
+    spacing: tuple[float, float, float] | None = None
     verbose: bool = False
     progress: Callable[[str], None] | None = None
 

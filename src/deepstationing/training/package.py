@@ -29,7 +29,7 @@ target, no half-written target).
 >>> tmp = pathlib.Path(tempfile.mkdtemp())
 >>> (tmp / "m").mkdir()
 >>> _ = (tmp / "m" / "deepstationing_model.json").write_text(
-...     json.dumps({"format": 2, "stages": {}}))
+...     json.dumps({"format": 3, "stages": {}}))
 >>> _ = (tmp / "m" / "notes.md").write_text("trained on the phantom")
 >>> manifest = export_model_package(tmp / "m", tmp / "m.zip")
 >>> [f["path"] for f in manifest["files"]]

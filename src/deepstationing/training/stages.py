@@ -97,6 +97,10 @@ class StageDefinition:
         ct_window: fixed HU window of the CT channel (``None``: nnU-Net's statistics).
         orientation: orientation code of the arrays the network sees (``LPS``).
         settings: trainer settings (e.g. the key-organ search schedule).
+        spacing: the network's voxel spacing ``(z, y, x)`` in mm in ``orientation``
+            (``None``: nnU-Net's rule on each fold's training cases, see
+            :func:`deepstationing.backbone.inputs.target_spacing`). Organ stages may run on
+            a finer grid than station stages.
     """
 
     role: str
@@ -109,6 +113,7 @@ class StageDefinition:
     ct_window: tuple[float, float] | None = None
     orientation: str = "LPS"
     settings: dict = field(default_factory=dict, hash=False)
+    spacing: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.config not in CONFIGS:
@@ -121,6 +126,12 @@ class StageDefinition:
             object.__setattr__(self, "trainer", TRAINER_CLASSES[self.config])
         if self.ct_window is not None:
             object.__setattr__(self, "ct_window", tuple(float(v) for v in self.ct_window))
+        if self.spacing is not None:
+            sp = tuple(float(v) for v in self.spacing)
+            if len(sp) != 3 or min(sp) <= 0:
+                raise ValueError(f"spacing needs three positive values (z, y, x mm), got "
+                                 f"{self.spacing}")
+            object.__setattr__(self, "spacing", sp)
 
     # ---------------------------------------------------------------- naming
     @property
@@ -150,6 +161,7 @@ class StageDefinition:
             "augmentation": self.augmentation.to_json(),
             "ct_window": list(self.ct_window) if self.ct_window else None,
             "orientation": self.orientation, "settings": self.settings,
+            "spacing": list(self.spacing) if self.spacing else None,
             "plans_identifier": self.plans_identifier, "configuration": self.configuration,
         }))
 
@@ -160,7 +172,8 @@ class StageDefinition:
                    CpuConfig.from_json(obj["cpu"]) if obj.get("cpu") else None,
                    obj["trainer"], Augmentation.from_json(obj.get("augmentation", {})),
                    tuple(obj["ct_window"]) if obj.get("ct_window") else None,
-                   obj.get("orientation", "LPS"), dict(obj.get("settings", {})))
+                   obj.get("orientation", "LPS"), dict(obj.get("settings", {})),
+                   tuple(obj["spacing"]) if obj.get("spacing") else None)
 
     def differences(self, other: StageDefinition) -> list[str]:
         """Names of the fields in which two definitions differ.
@@ -174,29 +187,32 @@ class StageDefinition:
 
 
 def organ_stage(role: str, *, config: str = "cpu", cpu: CpuConfig | None = None,
-                anchor_source: str = "pred") -> StageDefinition:
+                anchor_source: str = "pred",
+                spacing: tuple[float, float, float] | None = None) -> StageDefinition:
     """The definition of an organ stage (``anchor``, ``nonanchor`` or ``single``).
 
     The non-anchor stage gets one channel per anchor organ, from ``anchor_source``
     (``pred``: out-of-fold anchor predictions; ``gt``: the ground truth).
     """
-    if role == ANCHOR:
-        return StageDefinition(ANCHOR, ANCHOR_LABELS, ChannelSpec("pred", ()), config, cpu)
-    if role == NON_ANCHOR:
-        return StageDefinition(NON_ANCHOR, NON_ANCHOR_LABELS,
-                               ChannelSpec(anchor_source, schema.ANCHOR_ORGANS), config, cpu)
-    if role == SINGLE:
-        return StageDefinition(SINGLE, ALL_ORGAN_LABELS, ChannelSpec("pred", ()), config, cpu)
-    raise ValueError(f"unknown organ stage {role!r}; use anchor, nonanchor or single")
+    labels, channels = {
+        ANCHOR: (ANCHOR_LABELS, ChannelSpec("pred", ())),
+        NON_ANCHOR: (NON_ANCHOR_LABELS, ChannelSpec(anchor_source, schema.ANCHOR_ORGANS)),
+        SINGLE: (ALL_ORGAN_LABELS, ChannelSpec("pred", ())),
+    }.get(role, (None, None))
+    if labels is None:
+        raise ValueError(f"unknown organ stage {role!r}; use anchor, nonanchor or single")
+    return StageDefinition(role, labels, channels, config, cpu, spacing=spacing)
 
 
 def station_stage(channels: ChannelSpec | str, *, config: str = "cpu",
                   cpu: CpuConfig | None = None, role: str = STATIONS, trainer: str = "",
-                  settings: dict | None = None) -> StageDefinition:
+                  settings: dict | None = None,
+                  spacing: tuple[float, float, float] | None = None) -> StageDefinition:
     """The definition of a station stage with the given organ channels."""
     if role not in STATION_ROLES:
         raise ValueError(f"unknown station stage role {role!r}")
     if role == SEARCH and not trainer:
         trainer = SEARCH_TRAINERS[config]
     return StageDefinition(role, STATION_LABELS, ChannelSpec.parse(channels), config, cpu,
-                           trainer, ct_window=STATION_CT_WINDOW, settings=dict(settings or {}))
+                           trainer, ct_window=STATION_CT_WINDOW, settings=dict(settings or {}),
+                           spacing=spacing)

@@ -69,8 +69,9 @@ class DeepStationingTrainer(nnUNetTrainer):
 
         super().__init__(plans, configuration, fold, dataset_json,
                          device if device is not None else torch.device("cuda"))
-        # the plans may set it for their network (CpuConfig.learning_rate)
+        # the plans may set them for their network (CpuConfig.learning_rate, .optimizer)
         self.initial_lr = float(self.toolkit_plans.get("learning_rate", self.learning_rate))
+        self.optimizer_name = str(self.toolkit_plans.get("optimizer", self.optimizer_name))
         self.num_epochs = self.default_budget.epochs
         self.num_iterations_per_epoch = self.default_budget.iterations
         self.num_val_iterations_per_epoch = self.default_budget.val_iterations

@@ -30,6 +30,7 @@ from deepstationing.data.image import Image
 from deepstationing.data.regrid import on_grid
 from deepstationing.errors import InputError
 from deepstationing.schema import ORGANS, STATIONS
+from deepstationing.timing import Timings
 
 __all__ = ["FORMATS", "DICOM_FORMATS", "parse_formats", "export_dicom", "RTSTRUCT_FILE",
            "SEG_FILES"]
@@ -62,13 +63,18 @@ def parse_formats(text: str, *, allowed: tuple[str, ...] = FORMATS) -> tuple[str
 def export_dicom(ct: str | os.PathLike | SeriesReference, out_dir: str | os.PathLike, *,
                  stations: Image | None = None, organs: Image | None = None,
                  formats: tuple[str, ...] = DICOM_FORMATS, uid_seed: str | None = None,
-                 progress: Callable[[str], None] | None = None) -> list[Path]:
+                 progress: Callable[[str], None] | None = None,
+                 timings: Timings | None = None) -> list[Path]:
     """Write RTSTRUCT and/or SEG files for ``stations`` / ``organs`` of the CT series ``ct``.
 
-    Returns the written files. Raises :class:`InputError` for a CT that is not a DICOM
-    series, label maps not on its grid or holding foreign values, or nothing to write.
+    ``timings`` receives the seconds of each step (reading the series, tracing the
+    contours, writing each file). Returns the written files. Raises :class:`InputError`
+    for a CT that is not a DICOM series, label maps not on its grid or holding foreign
+    values, or nothing to write.
     """
-    ref = ct if isinstance(ct, SeriesReference) else read_series_reference(ct)
+    t = timings if timings is not None else Timings()
+    with t("DICOM: read the CT series"):
+        ref = ct if isinstance(ct, SeriesReference) else read_series_reference(ct)
     maps = []
     for labels, img in ((STATIONS, stations), (ORGANS, organs)):
         if img is not None:
@@ -79,10 +85,12 @@ def export_dicom(ct: str | os.PathLike | SeriesReference, out_dir: str | os.Path
     out = Path(out_dir)
     written: list[Path] = []
     if "rtstruct" in formats:
-        rois = [roi for labels, img in maps for roi in rois_from_label_map(img, labels)]
+        with t("DICOM: RTSTRUCT contours"):
+            rois = [roi for labels, img in maps for roi in rois_from_label_map(img, labels)]
         if progress:
             progress(f"RTSTRUCT with {len(rois)} ROIs")
-        written.append(write_rtstruct(rois, ref, out / RTSTRUCT_FILE, uid_seed=uid_seed))
+        with t("DICOM: RTSTRUCT file"):
+            written.append(write_rtstruct(rois, ref, out / RTSTRUCT_FILE, uid_seed=uid_seed))
     if "seg" in formats:
         for labels, img in maps:
             kind = "stations" if labels is STATIONS else "organs"
@@ -91,6 +99,7 @@ def export_dicom(ct: str | os.PathLike | SeriesReference, out_dir: str | os.Path
                 continue
             if progress:
                 progress(f"SEG of the {kind}")
-            written.append(write_seg(img, labels, ref, out / SEG_FILES[kind],
-                                     uid_seed=uid_seed))
+            with t(f"DICOM: SEG {kind}"):
+                written.append(write_seg(img, labels, ref, out / SEG_FILES[kind],
+                                         uid_seed=uid_seed))
     return written

@@ -13,10 +13,17 @@ rt-utils 1.2.7, the obvious library for this, writes 19-character values that ``
 flags as errors, and does not write the Frame of Reference module that current ``dciodvfy``
 requires. The structure set
 is marked ``UNAPPROVED`` (Approval module): automatic contours await a clinician's review.
+The patient's de-identification attributes are those of the CT
+(:func:`~deepstationing.data.dicom.values.carry_deidentification`). The file is Implicit VR
+Little Endian, its ROI Contour Sequence encoded directly
+(:mod:`~deepstationing.data.dicom.encoding`: no 64 kB limit on a contour's data, a tenth of
+pydicom's time). A label map is traced for all labels at once
+(:func:`rois_from_label_map`); each contour names the CT slice at its z.
 
 Reading
 -------
-:func:`read_rtstruct` returns the ROIs with their closed planar contours in LPS mm;
+:func:`read_rtstruct` returns the ROIs with their closed planar contours in LPS mm (also
+Contour Data stored as UN, as pydicom writes values over 64 kB in Explicit VR);
 :func:`rasterize_rtstruct` puts them on a CT's voxel grid after checking that the structure
 set and the CT share a Frame of Reference (see :mod:`~deepstationing.data.dicom.contours`
 for the plane-to-slice rule and holes).
@@ -47,12 +54,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage
+from pydicom.uid import ImplicitVRLittleEndian, RTStructureSetStorage
 
 from deepstationing.data.atomic import atomic_file
-from deepstationing.data.dicom.contours import contours_to_mask, mask_to_contours
+from deepstationing.data.dicom.contours import (
+    contours_to_mask,
+    label_map_contours,
+    mask_to_contours,
+)
+from deepstationing.data.dicom.encoding import raw_element, roi_contour_sequence
 from deepstationing.data.dicom.series import SeriesReference
 from deepstationing.data.dicom.values import (
     MANUFACTURER,
@@ -60,19 +73,23 @@ from deepstationing.data.dicom.values import (
     PATIENT_STUDY_KEYWORDS,
     SOFTWARE_VERSION,
     STUDY_COMPONENT_SOP_CLASS,
+    carry_deidentification,
     copy_attributes,
-    ds_list,
+    ds_joined,
     make_uid,
     now_date_time,
 )
 from deepstationing.data.image import Image
 from deepstationing.errors import InputError
+from deepstationing.library_warnings import warnings_to_log
 from deepstationing.schema import ORGANS, LabelSet
 
-__all__ = ["RoiMask", "Roi", "StructureSet", "rois_from_label_map", "write_rtstruct",
+__all__ = ["RoiMask", "RoiContours", "Roi", "StructureSet", "rois_from_label_map", "write_rtstruct",
            "read_rtstruct", "rasterize_rtstruct", "check_frame_of_reference"]
 
 log = logging.getLogger(__name__)
+
+ROI_CONTOUR_SEQUENCE = 0x30060039
 
 
 @dataclass
@@ -86,22 +103,59 @@ class RoiMask:
     description: str = ""
 
 
-def rois_from_label_map(label_map: Image, labels: LabelSet) -> list[RoiMask]:
-    """One :class:`RoiMask` per label present in ``label_map``, in schema order.
+@dataclass
+class RoiContours:
+    """One ROI to write as contours already traced on the reference CT's grid:
+    ``[(slice k, (n, 3) LPS points in mm)]`` (what :func:`rois_from_label_map` makes)."""
 
-    Organs are ``ORGAN`` ROIs; stations have no RT ROI Interpreted Type (DICOM has no term
-    for an anatomical region that is neither an organ nor a target; empty means "not
-    designated").
+    name: str
+    contours: list[tuple[int, np.ndarray]] = field(repr=False)
+    color: tuple[int, int, int] = (255, 0, 0)
+    interpreted_type: str = ""
+    description: str = ""
+
+
+def rois_from_label_map(label_map: Image, labels: LabelSet) -> list[RoiContours]:
+    """One ROI per label present in ``label_map``, in schema order, with its contours.
+
+    All labels are traced together (:func:`~.contours.label_map_contours`). Organs are
+    ``ORGAN`` ROIs; stations have no RT ROI Interpreted Type (DICOM has no term for an
+    anatomical region that is neither an organ nor a target; empty means "not designated").
     """
     arr = np.asarray(label_map.array)
-    present = set(np.unique(arr).tolist()) - {0}
-    unknown = sorted(v for v in present if not 1 <= v <= len(labels))
-    if unknown:
-        raise InputError(label_map.path, f"label values {unknown[:5]} are not {labels.kind} "
+    if arr.size == 0:
+        return []
+    whole = arr.dtype.kind in "iub" or bool(np.all(arr == np.round(arr)))
+    if not whole or arr.min() < 0 or arr.max() > len(labels):
+        foreign = (arr < 0) | (arr > len(labels)) | (arr != np.round(arr))
+        unknown = np.unique(arr[foreign])[:5].tolist()
+        raise InputError(label_map.path, f"label values {unknown} are not {labels.kind} "
                                          f"ids (1-{len(labels)})")
+    traced = label_map_contours(arr, label_map, len(labels))
     kind = "ORGAN" if labels is ORGANS else ""
-    return [RoiMask(lab.roi_name, arr == lab.id, lab.color, kind, lab.name)
-            for lab in labels if lab.id in present]
+    return [RoiContours(lab.roi_name, traced[lab.id], lab.color, kind, lab.name)
+            for lab in labels if lab.id in traced]
+
+
+def _on_slices(roi: RoiContours, image: Image) -> list[tuple[int, np.ndarray]]:
+    """``roi``'s contours with the index of the CT slice each lies on (from its world z, so
+    a label map traced on the same slices in another order still names the right slice).
+
+    Raises:
+        InputError: a contour is not on a slice of the CT.
+    """
+    if not roi.contours:
+        return []
+    axes = image.direction_matrix * np.asarray(image.spacing)
+    first = np.array([pts[0] for _, pts in roi.contours], dtype=float)
+    k = np.linalg.solve(axes, (first - np.asarray(image.origin)).T)[2]
+    ki = np.round(k).astype(int)
+    bad = (np.abs(k - ki) > 0.01) | (ki < 0) | (ki >= image.shape[0])
+    if bad.any():
+        z = first[int(np.argmax(bad))]
+        raise InputError(None, f"ROI {roi.name}: a contour at {np.round(z, 2).tolist()} mm "
+                               f"lies on no slice of the CT")
+    return [(int(kk), pts) for kk, (_, pts) in zip(ki, roi.contours, strict=True)]
 
 
 def _referenced_frame(reference: SeriesReference) -> Dataset:
@@ -124,15 +178,15 @@ def _referenced_frame(reference: SeriesReference) -> Dataset:
     return frame
 
 
-def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
+def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesReference,
                    path: str | os.PathLike, *, label: str = "DEEPSTATIONING",
                    series_description: str = "deepstationing lymph node stations",
                    series_number: int = 901, uid_seed: str | None = None) -> Path:
     """Write ``rois`` as an RT Structure Set referencing the CT series ``reference``.
 
     Args:
-        rois: masks on the reference image's grid (empty masks are skipped with a log
-            message); at least one must be non-empty.
+        rois: masks on the reference image's grid, or contours traced on it (empty ones are
+            skipped with a log message); at least one must be non-empty.
         reference: the CT series (:func:`~deepstationing.data.dicom.series.read_series_reference`).
         path: output file, written atomically.
         label: Structure Set Label (16 characters at most).
@@ -141,15 +195,20 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
     image = reference.image
     if not reference.frame_of_reference_uid:
         raise InputError(reference.folder, "CT series has no Frame of Reference UID")
+    traced: list[tuple[RoiMask | RoiContours, list[tuple[int, np.ndarray]]]] = []
     for roi in rois:
-        if roi.mask.shape != image.shape:
-            raise InputError(None, f"ROI {roi.name}: mask shape {roi.mask.shape} differs from "
-                                   f"the CT {image.shape}")
-    kept = [r for r in rois if np.any(r.mask)]
-    for r in rois:
-        if not np.any(r.mask):
-            log.info("ROI %s is empty; not written", r.name)
-    if not kept:
+        if isinstance(roi, RoiMask):
+            if roi.mask.shape != image.shape:
+                raise InputError(None, f"ROI {roi.name}: mask shape {roi.mask.shape} differs "
+                                       f"from the CT {image.shape}")
+            contours = mask_to_contours(roi.mask, image) if np.any(roi.mask) else []
+        else:
+            contours = _on_slices(roi, image)
+        if contours:
+            traced.append((roi, contours))
+        else:
+            log.info("ROI %s is empty; not written", roi.name)
+    if not traced:
         raise InputError(None, "nothing to write: every ROI is empty")
 
     def uid(*parts):
@@ -162,6 +221,7 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
     ds.SOPInstanceUID = uid("rtstruct")
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
     copy_attributes(reference.first, ds, PATIENT_STUDY_KEYWORDS)
+    carry_deidentification(reference.first, ds)
     for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
                "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
         if kw not in ds:
@@ -183,10 +243,11 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
     ds.ReferencedFrameOfReferenceSequence = DicomSequence([_referenced_frame(reference)])
     ds.ApprovalStatus = "UNAPPROVED"
 
-    sop_uids = reference.sop_instance_uids
-    sop_class = reference.sop_class_uid
-    roi_items, contour_items, observation_items = [], [], []
-    for number, roi in enumerate(kept, start=1):
+    # every coordinate as a decimal string (at most 16 characters), each distinct value
+    # formatted once; the ROI Contour Sequence encoded directly (encoding.py: pydicom's
+    # per-element work took most of the writing time)
+    roi_items, contour_rois, observation_items = [], [], []
+    for number, (roi, roi_planes) in enumerate(traced, start=1):
         item = Dataset()
         item.ROINumber = number
         item.ReferencedFrameOfReferenceUID = reference.frame_of_reference_uid
@@ -196,23 +257,12 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
         item.ROIGenerationAlgorithm = "AUTOMATIC"
         roi_items.append(item)
 
-        contours = DicomSequence()
-        for k, points in mask_to_contours(roi.mask, image):
-            ref = Dataset()
-            ref.ReferencedSOPClassUID = sop_class
-            ref.ReferencedSOPInstanceUID = sop_uids[k]
-            c = Dataset()
-            c.ContourImageSequence = DicomSequence([ref])
-            c.ContourGeometricType = "CLOSED_PLANAR"
-            c.NumberOfContourPoints = len(points)
-            c.ContourNumber = len(contours) + 1
-            c.ContourData = ds_list(points.ravel())
-            contours.append(c)
-        rc = Dataset()
-        rc.ReferencedROINumber = number
-        rc.ROIDisplayColor = [int(v) for v in roi.color]
-        rc.ContourSequence = contours
-        contour_items.append(rc)
+        text, ends = ds_joined(np.concatenate([pts.ravel() for _, pts in roi_planes]))
+        last = np.cumsum([pts.size for _, pts in roi_planes]) - 1
+        begin = np.concatenate([[0], ends[last[:-1]]]).tolist()
+        contours = [(k, len(pts), text[b:e - 1]) for (k, pts), b, e
+                    in zip(roi_planes, begin, ends[last].tolist(), strict=True)]
+        contour_rois.append((number, roi.color, contours))
 
         obs = Dataset()
         obs.ObservationNumber = number
@@ -222,19 +272,23 @@ def write_rtstruct(rois: Sequence[RoiMask], reference: SeriesReference,
         obs.ROIInterpreter = ""
         observation_items.append(obs)
     ds.StructureSetROISequence = DicomSequence(roi_items)
-    ds.ROIContourSequence = DicomSequence(contour_items)
+    ds[ROI_CONTOUR_SEQUENCE] = raw_element(ROI_CONTOUR_SEQUENCE, roi_contour_sequence(
+        contour_rois, reference.sop_class_uid, reference.sop_instance_uids))
     ds.RTROIObservationsSequence = DicomSequence(observation_items)
+    # the raw sequence is in the file's transfer syntax, Implicit VR Little Endian (see
+    # encoding.py: no 64 kB limit on Contour Data): written as it is, not decoded again
+    ds.set_original_encoding(True, True, convert_encodings(ds.SpecificCharacterSet))
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian
     ds.file_meta = meta
     return _save_atomic(ds, Path(path))
 
 
 def _save_atomic(ds: Dataset, path: Path) -> Path:
-    with atomic_file(path) as tmp:
+    with warnings_to_log(log), atomic_file(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return path
 
@@ -277,7 +331,8 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
 
     p = Path(path)
     try:
-        ds = pydicom.dcmread(p)
+        with warnings_to_log(log):
+            ds = pydicom.dcmread(p)
     except Exception as exc:  # pydicom raises several types for broken files
         raise InputError(p, f"not a readable DICOM file ({exc})") from None
     if str(ds.get("Modality", "")) != "RTSTRUCT" or \
@@ -312,14 +367,24 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
                     other += 1
                     continue
                 try:
-                    pts = np.asarray(c.ContourData, dtype=float).reshape(-1, 3)
-                except (AttributeError, ValueError):
+                    pts = np.asarray(_contour_data(c), dtype=float).reshape(-1, 3)
+                except (AttributeError, ValueError, KeyError):
                     raise InputError(p, f"ROI {name}: contour data is not a list of x, y, z "
                                         "triplets") from None
                 contours.append(pts)
         rois.append(Roi(number, name, color, observed.get(number, ""),
                         str(item.get("ReferencedFrameOfReferenceUID", "")), contours, other))
     return StructureSet(p, frames, series, str(ds.get("PatientID", "")), rois)
+
+
+def _contour_data(contour: Dataset) -> list:
+    """Contour Data values; also when stored as UN (what pydicom writes in Explicit VR for
+    a value over 64 kB: RTSTRUCTs written before, and by other tools)."""
+    element = contour["ContourData"]
+    if element.VR == "UN" and isinstance(element.value, bytes):
+        text = element.value.decode("ascii", "replace").strip("\0 ")
+        return text.split("\\") if text else []
+    return list(element.value)
 
 
 def check_frame_of_reference(structure_set: StructureSet, reference: SeriesReference) -> None:

@@ -7,6 +7,10 @@ Structure" and the label's SNOMED CT concept as Segmented Property Type (a Right
 modifier where the concept does not carry the side; see :mod:`deepstationing.schema`).
 Every label of the set is described, present or not, so segment numbers always equal the
 schema ids; slices without any segment are left out (highdicom's ``omit_empty_frames``).
+Patient and study come from the CT (highdicom), and so do its de-identification attributes,
+made valid where the CT says Patient Identity Removed without naming a method
+(:func:`~deepstationing.data.dicom.values.carry_deidentification`); highdicom's warnings
+about the CT's header are logged (:mod:`deepstationing.library_warnings`).
 
 :func:`read_seg` reads a SEG back onto the referenced CT's slices (by SOP Instance UID) as a
 label map, and the segments' descriptions as labels of the schema.
@@ -34,9 +38,16 @@ import numpy as np
 
 from deepstationing.data.atomic import atomic_file
 from deepstationing.data.dicom.series import SeriesReference
-from deepstationing.data.dicom.values import MANUFACTURER, MODEL_NAME, SOFTWARE_VERSION, make_uid
+from deepstationing.data.dicom.values import (
+    MANUFACTURER,
+    MODEL_NAME,
+    SOFTWARE_VERSION,
+    carry_deidentification,
+    make_uid,
+)
 from deepstationing.data.image import Image
 from deepstationing.errors import InputError
+from deepstationing.library_warnings import warnings_to_log
 from deepstationing.schema import (
     ORGANS,
     SEG_CATEGORY,
@@ -113,25 +124,29 @@ def write_seg(label_map: Image, labels: LabelSet, reference: SeriesReference,
         return make_uid(uid_seed, reference.series_uid, kind, *parts) if uid_seed \
             else make_uid()
 
-    seg = hd.seg.Segmentation(
-        source_images=reference.headers,
-        pixel_array=arr.astype(np.uint8 if len(labels) < 256 else np.uint16),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[segment_description(lab) for lab in labels],
-        series_instance_uid=uid("seg-series"),
-        series_number=series_number,
-        sop_instance_uid=uid("seg"),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        manufacturer_model_name=MODEL_NAME,
-        software_versions=SOFTWARE_VERSION,
-        device_serial_number="1",
-        content_description=f"deepstationing {kind}"[:64],
-        content_label=kind.upper()[:16],
-        series_description=series_description or f"deepstationing {kind}",
-    )
+    with warnings_to_log(log):  # highdicom's remarks on the CT's header (Patient's Name)
+        seg = hd.seg.Segmentation(
+            source_images=reference.headers,
+            pixel_array=arr.astype(np.uint8 if len(labels) < 256 else np.uint16, copy=False),
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=[segment_description(lab) for lab in labels],
+            series_instance_uid=uid("seg-series"),
+            series_number=series_number,
+            sop_instance_uid=uid("seg"),
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            manufacturer_model_name=MODEL_NAME,
+            software_versions=SOFTWARE_VERSION,
+            device_serial_number="1",
+            content_description=f"deepstationing {kind}"[:64],
+            content_label=kind.upper()[:16],
+            series_description=series_description or f"deepstationing {kind}",
+        )
+    # highdicom copies the Patient module as it is: from a CT marked de-identified without
+    # its method, a SEG that fails PS3.3 C.7.1.1 (Type 1C); carry the attributes validly
+    carry_deidentification(reference.first, seg)
     p = Path(path)
-    with atomic_file(p) as tmp:
+    with warnings_to_log(log), atomic_file(p) as tmp:
         seg.save_as(tmp)
     return p
 
@@ -168,16 +183,18 @@ def read_seg(path: str | os.PathLike, reference: SeriesReference
 
     p = Path(path)
     try:
-        seg = hd.seg.segread(p)
+        with warnings_to_log(log):
+            seg = hd.seg.segread(p)
     except Exception as exc:  # highdicom/pydicom raise several types
         raise InputError(p, f"not a readable DICOM segmentation ({exc})") from None
     if str(seg.FrameOfReferenceUID) != reference.frame_of_reference_uid:
         raise InputError(p, f"Frame of Reference {seg.FrameOfReferenceUID} does not match the "
                             f"CT's {reference.frame_of_reference_uid} ({reference.folder})")
     numbers = list(seg.segment_numbers)
-    arr = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=reference.sop_instance_uids, combine_segments=True,
-        relabel=False, assert_missing_frames_are_empty=True)
+    with warnings_to_log(log):
+        arr = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=reference.sop_instance_uids, combine_segments=True,
+            relabel=False, assert_missing_frames_are_empty=True)
     labels: list[Label | None] = [None] * (max(numbers) if numbers else 0)
     for item in seg.SegmentSequence:
         labels[int(item.SegmentNumber) - 1] = _label_of_segment(item)

@@ -51,8 +51,9 @@ from deepstationing.data.dicom.values import (
     make_uid,
     now_date_time,
 )
-from deepstationing.data.image import Image, read_dicom_series
+from deepstationing.data.image import Image, read_dicom_series_files
 from deepstationing.errors import InputError
+from deepstationing.library_warnings import warnings_to_log
 
 __all__ = ["SeriesReference", "read_series_reference", "write_ct_series", "slice_normal"]
 
@@ -111,22 +112,16 @@ def read_series_reference(folder: str | os.PathLike) -> SeriesReference:
         InputError: not exactly one readable CT series, or slices whose positions do not
             fall on the volume's slices.
     """
-    import pydicom
-    import SimpleITK as sitk
-
     d = Path(folder)
     if not d.is_dir():
         raise InputError(d, "not a folder; expected the folder of a DICOM CT series"
                          if d.exists() else "no such folder")
-    image = read_dicom_series(d)
-    reader = sitk.ImageSeriesReader()
-    files = [f for uid in reader.GetGDCMSeriesIDs(str(d))
-             for f in reader.GetGDCMSeriesFileNames(str(d), uid)]
+    # the headers the series reader read already (no second pass over the files)
+    image, files, read = read_dicom_series_files(d)
     row_col = image.direction_matrix[:, :2].T.ravel()
     headers: list[Dataset | None] = [None] * image.shape[0]
-    for f in files:
+    for f, h in zip(files, read, strict=True):
         try:
-            h = pydicom.dcmread(f, stop_before_pixels=True)
             orientation = np.asarray(h.ImageOrientationPatient, dtype=float)
             if "LOCALIZER" in [str(v).upper() for v in h.get("ImageType", [])] or \
                     not np.allclose(orientation, row_col, atol=1e-3):
@@ -270,7 +265,8 @@ def write_ct_series(image: Image, folder: str | os.PathLike, *, patient_id: str 
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds.file_meta = meta
-            ds.save_as(staging / f"CT_{k + 1:04d}.dcm", enforce_file_format=True)
+            with warnings_to_log(log):
+                ds.save_as(staging / f"CT_{k + 1:04d}.dcm", enforce_file_format=True)
             del ds.PixelData
             headers.append(ds)
         publish_folder(staging, out)

@@ -18,14 +18,16 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Iterable
 
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from deepstationing import __version__
 
-__all__ = ["format_ds", "ds_list", "make_uid", "now_date_time", "copy_attributes",
-           "PATIENT_STUDY_KEYWORDS", "MANUFACTURER", "MODEL_NAME", "SOFTWARE_VERSION",
+__all__ = ["format_ds", "ds_list", "ds_joined", "make_uid", "now_date_time", "copy_attributes",
+           "carry_deidentification", "PATIENT_STUDY_KEYWORDS", "DEIDENTIFICATION_KEYWORDS",
+           "METHOD_NOT_RECORDED", "MANUFACTURER", "MODEL_NAME", "SOFTWARE_VERSION",
            "STUDY_COMPONENT_SOP_CLASS"]
 
 MANUFACTURER = "deepstationing"
@@ -43,6 +45,16 @@ PATIENT_STUDY_KEYWORDS = (
     "AccessionNumber", "StudyDescription",
 )
 
+#: De-identification attributes (Patient module; SOP Common for the last) a derived object
+#: carries from a de-identified CT, so that it says what its source says.
+DEIDENTIFICATION_KEYWORDS = (
+    "PatientIdentityRemoved", "DeidentificationMethod", "DeidentificationMethodCodeSequence",
+    "LongitudinalTemporalInformationModified",
+)
+#: De-identification Method written when the source says Patient Identity Removed YES but
+#: names no method (Type 1C: one of the method or its code sequence is then required).
+METHOD_NOT_RECORDED = "source series de-identified; method not recorded"
+
 
 def format_ds(value: float) -> str:
     """``value`` as a DICOM decimal string of at most 16 characters (0.1 um resolution)."""
@@ -56,6 +68,32 @@ def format_ds(value: float) -> str:
 def ds_list(values: Iterable[float]) -> list[str]:
     """:func:`format_ds` of each value (for multi-valued DS attributes such as ContourData)."""
     return [format_ds(v) for v in values]
+
+
+def ds_joined(values: np.ndarray) -> tuple[bytes, np.ndarray]:
+    r""":func:`format_ds` of every value (flattened), each followed by a backslash, as one
+    ASCII buffer, and where each value's text ends (after its backslash).
+
+    Values ``a`` to ``b - 1`` read ``buffer[ends[a - 1]:ends[b - 1] - 1]`` (``0`` for
+    ``a = 0``): a multi-valued DS. Each distinct value is formatted once (contour vertices
+    lie on a few thousand coordinates), the rest is array work: no string object per value.
+
+    >>> buf, ends = ds_joined(np.array([-40.400001525878906, 2.0, 2.0, 1e-17]))
+    >>> buf, ends.tolist(), buf[ends[0]:ends[2] - 1]
+    (b'-40.4\\2\\2\\0\\', [6, 8, 10, 12], b'2\\2')
+    """
+    flat = np.asarray(values, dtype=float).ravel()
+    if flat.size == 0:
+        return b"", np.zeros(0, np.int64)
+    unique, inverse = np.unique(flat, return_inverse=True)
+    text = [format_ds(v).encode("ascii") + b"\\" for v in unique.tolist()]
+    lengths = np.array([len(t) for t in text], np.int64)
+    width = int(lengths.max())
+    table = np.frombuffer(b"".join(t.ljust(width, b"\0") for t in text),
+                          np.uint8).reshape(-1, width)
+    inverse = inverse.ravel()
+    used = np.arange(width) < lengths[inverse][:, None]
+    return table[inverse][used].tobytes(), np.cumsum(lengths[inverse])
 
 
 def make_uid(*entropy: object) -> UID:
@@ -80,3 +118,40 @@ def copy_attributes(source: Dataset, target: Dataset, keywords: Iterable[str]) -
     for kw in keywords:
         if kw in source:
             target[kw] = source[kw]
+
+
+def carry_deidentification(source: Dataset, target: Dataset) -> None:
+    """Give ``target`` the de-identification attributes of ``source``, valid for DICOM.
+
+    Copies :data:`DEIDENTIFICATION_KEYWORDS` that ``source`` has (replacing what ``target``
+    holds of them, e.g. a partial copy made by highdicom). When Patient Identity Removed is
+    ``YES`` and neither a De-identification Method nor a non-empty code sequence of it is
+    recorded (an empty value counts as none), the method becomes
+    :data:`METHOD_NOT_RECORDED`: PS3.3 C.7.1.1 requires one of the two, ``dciodvfy`` reports
+    each missing as an error.
+
+    >>> src = Dataset(); src.PatientIdentityRemoved = "YES"
+    >>> out = Dataset(); carry_deidentification(src, out)
+    >>> out.PatientIdentityRemoved, out.DeidentificationMethod
+    ('YES', 'source series de-identified; method not recorded')
+    >>> src.DeidentificationMethod = "Basic profile"
+    >>> out = Dataset(); carry_deidentification(src, out); out.DeidentificationMethod
+    'Basic profile'
+    """
+    for kw in DEIDENTIFICATION_KEYWORDS:
+        if kw in target:
+            del target[kw]
+    copy_attributes(source, target, DEIDENTIFICATION_KEYWORDS)
+    if str(target.get("PatientIdentityRemoved", "") or "").strip().upper() != "YES":
+        return
+    codes = target.get("DeidentificationMethodCodeSequence")
+    if codes is not None and len(codes) == 0:
+        del target.DeidentificationMethodCodeSequence
+        codes = None
+    method = target.get("DeidentificationMethod")
+    methods = [method] if isinstance(method, str) else list(method or [])
+    if not any(str(v).strip() for v in methods):
+        if "DeidentificationMethod" in target:
+            del target.DeidentificationMethod
+        if codes is None:
+            target.DeidentificationMethod = METHOD_NOT_RECORDED
