@@ -107,6 +107,9 @@ class ExportCase:
         organs: 22-organ map for the organ channels (``None`` when the spec has none).
         fold: cross-validation fold (held out in fold ``fold``).
         channel_origin: free-form provenance of the organ channels (which model made them).
+        patient: the case's patient (``None``: its own); the key-organ search splits the
+            training cases of a fold by patient (``dataset.json``'s ``deepstationing``
+            ``patients``).
     """
 
     case_id: str
@@ -115,6 +118,7 @@ class ExportCase:
     fold: int | None
     organs: Path | None = None
     channel_origin: str = "gt"
+    patient: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,9 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
         "spacing": [float(v) for v in spacing],
         "cases": [{"id": c.case_id, "fold": c.fold, "ct": _stamp(c.ct), "target": _stamp(c.target),
                    "organs": _stamp(c.organs) if channels.organs else None,
-                   "channel_origin": c.channel_origin if channels.organs else None}
+                   "channel_origin": c.channel_origin if channels.organs else None,
+                   # only when set: exports of cohorts without patients stay as they were
+                   **({"patient": c.patient} if c.patient is not None else {})}
                   for c in cases],
     }
     source_file = ref.raw_folder / "deepstationing_source.json"
@@ -220,6 +226,7 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
             for i, channel in enumerate(encoded):
                 write_image(grid.with_array(channel),
                             images / f"{case.case_id}_{i + 1:04d}.nii.gz")
+    patients = {c.case_id: c.patient for c in cases if c.patient is not None}
     dataset_json = {
         "name": name,
         "channel_names": channels.channel_names(),
@@ -232,7 +239,8 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
                                            for i in range(channels.n_channels)],
                                 "label": f"labelsTr/{c.case_id}.nii.gz"} for c in cases},
         "deepstationing": {"key": key, "labels": labels.to_json(),
-                           "channels": channels.to_json()},
+                           "channels": channels.to_json(),
+                           **({"patients": patients} if patients else {})},
     }
     write_json_atomic(dataset_json, ref.raw_folder / "dataset.json")
     write_json_atomic(source, source_file)

@@ -14,11 +14,14 @@ Key-organ auto-search (DeepStationing, section 2.2): train the station network o
 logit per organ; the CT is not weighted). The weights stay at 1/22 for the first 20 % of
 the epochs, then are updated alternately with the network: each iteration one step of the
 network on half of the fold's training cases, then one step of the weights on the other
-half (first-order differentiable architecture search). The organs with the largest final
-weights are the key organs.
+half (first-order differentiable architecture search; the halves split by patient). The
+organs with the largest final weights are the key organs. An organ channel with no voxel in
+the training cases of a half is left out of the search (weight 0, ranked last): its weight
+could move only through the softmax's normalisation, which is no evidence of use.
 
 Writes into --out (default: WORKDIR/search/<cohort>-fold<K>):
-  ranking.json   the 22 organs, best first, with their final weights (summing to 1)
+  ranking.json   the 22 organs, best first, with their final weights (summing to 1) and
+                 which were left out
   weights.png    every organ's weight over the epochs
 and prints the top-n as a ready --channels spec for 'deepstationing train stations'.
 
@@ -95,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                         model_dir=model_dir, out_dir=out)
     print(f"ranking ({args.source} organs, fold {args.fold}):")
     for r in result.ranked:
-        print(f"  {r.rank:2d}. {r.organ:17s} {r.weight:.4f}")
+        left_out = "" if r.searched else "  left out: no voxel in the training cases of a half"
+        print(f"  {r.rank:2d}. {r.organ:17s} {r.weight:.4f}{left_out}")
     spec = top_spec(result.ranked, min(args.top, len(result.ranked)), source=args.source)
     print(f"top-{args.top}: {spec}")
     if args.source == "gt":

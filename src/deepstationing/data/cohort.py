@@ -33,6 +33,8 @@ written; an earlier cohort of the same generator is replaced, anything else refu
 (['a1', 'a2', 'b', 'c', 'd'], 'doctest')
 >>> cohort.case("a1").fold == cohort.case("a2").fold   # one patient, one fold
 True
+>>> cohort.case("a2").patient
+'A'
 >>> sorted(set(cohort.train_ids(0)) | set(cohort.test_ids(0))) == cohort.case_ids
 True
 >>> import tempfile
@@ -87,6 +89,8 @@ class Case:
     id: str
     folder: Path
     fold: int | None = None
+    #: The patient of the case (the manifest's ``"patient"``; ``None``: its own patient).
+    patient: str | None = None
 
     def path(self, role: str) -> Path:
         """Path of a case file by role (``"ct"``, ``"organs"``, ``"stations"``, ...)."""
@@ -133,7 +137,8 @@ class Cohort:
             self.n_folds = int(self.manifest.get("n_folds", 4))
             self._cases = {
                 str(e["id"]): Case(str(e["id"]), self.root / str(e.get("path", e["id"])),
-                                   None if e.get("fold") is None else int(e["fold"]))
+                                   None if e.get("fold") is None else int(e["fold"]),
+                                   None if e.get("patient") is None else str(e["patient"]))
                 for e in entries
             }
         except (ValueError, KeyError, TypeError) as exc:

@@ -1,10 +1,14 @@
 """The ranking of the organs from a key-organ search, its trajectories and top-n channel specs.
 
 A search stage's fold folder holds ``search_weights.json`` (written by the trainer, see
-:mod:`deepstationing.backbone.weighting`): the organ order, the epochs with frozen weights
-and the weights after every epoch. From it:
+:mod:`deepstationing.backbone.weighting`): the organ order, the epochs with frozen weights,
+the weights after every epoch, the two halves of the training cases, and per organ channel
+the number of cases of each half where it has a voxel and whether it was searched. From it:
 
-* :func:`ranking` — the organs sorted by their final weight (best first);
+* :func:`ranking` — the searched organs sorted by their final weight (best first), then
+  the organs left out of the search because they have no voxel in the training cases of
+  one half or both (weight 0, in channel order): an empty channel's weight could only move
+  through the softmax's normalisation, which is no evidence of use;
 * :func:`top_spec` — the top-n organs as a ``--channels`` spec (``pred:esophagus,...``);
 * :func:`write_ranking` — ``ranking.json`` (weights summing to 1) and ``weights.png`` (the
   weight of every organ over the epochs, the frozen epochs shaded).
@@ -18,6 +22,10 @@ Examples
 [('spine', 1), ('trachea', 2), ('heart', 3)]
 >>> top_spec(ranking(state), 2, source="pred")
 'pred:spine,trachea'
+>>> state["searched"] = [True, False, True]       # the spine had no voxel: not searched
+>>> state["trajectory"][-1]["weights"] = [0.4, 0.0, 0.6]
+>>> [(r.organ, r.rank, r.searched) for r in ranking(state)]
+[('trachea', 1, True), ('heart', 2, True), ('spine', 3, False)]
 """
 
 from __future__ import annotations
@@ -32,8 +40,8 @@ from deepstationing import schema
 from deepstationing.data.atomic import atomic_output, write_json_atomic
 from deepstationing.errors import InputError
 
-__all__ = ["RankedOrgan", "read_search_state", "ranking", "top_spec", "write_ranking",
-           "plot_trajectories", "SEARCH_FILE", "NON_BOUNDARY_ORGANS"]
+__all__ = ["RankedOrgan", "read_search_state", "ranking", "searched_flags", "top_spec",
+           "write_ranking", "plot_trajectories", "SEARCH_FILE", "NON_BOUNDARY_ORGANS"]
 
 SEARCH_FILE = "search_weights.json"
 #: Organs that define no station boundary in the phantom's protocol (``docs/phantom.md``).
@@ -45,6 +53,8 @@ class RankedOrgan:
     organ: str
     weight: float
     rank: int
+    #: ``False``: left out of the search (no voxel in the training cases of a half).
+    searched: bool = True
 
 
 def read_search_state(path: str | os.PathLike) -> dict:
@@ -60,16 +70,25 @@ def read_search_state(path: str | os.PathLike) -> dict:
         n = len(state["organs"])
         if not state["trajectory"] or any(len(e["weights"]) != n for e in state["trajectory"]):
             raise ValueError("trajectory does not match the organ list")
+        if len(state.get("searched") or [True] * n) != n:
+            raise ValueError("'searched' does not match the organ list")
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(p, f"malformed search weights ({exc})") from None
     return state
 
 
+def searched_flags(state: dict) -> list[bool]:
+    """Which organ channels took part in the search (all, for a state that does not say)."""
+    return [bool(v) for v in (state.get("searched") or [True] * len(state["organs"]))]
+
+
 def ranking(state: dict) -> list[RankedOrgan]:
-    """Organs sorted by their final weight, best first (ties: schema order)."""
+    """The searched organs by final weight, best first, then the organs left out of the
+    search (ties: channel order)."""
     final = state["trajectory"][-1]["weights"]
-    order = sorted(range(len(final)), key=lambda i: (-final[i], i))
-    return [RankedOrgan(state["organs"][i], float(final[i]), r + 1)
+    searched = searched_flags(state)
+    order = sorted(range(len(final)), key=lambda i: (not searched[i], -final[i], i))
+    return [RankedOrgan(state["organs"][i], float(final[i]), r + 1, searched[i])
             for r, i in enumerate(order)]
 
 
@@ -85,9 +104,18 @@ def write_ranking(state: dict, out_dir: str | os.PathLike, *, meta: dict | None 
     out = Path(out_dir)
     ranked = ranking(state)
     boundary = [r.organ for r in ranked[:6] if r.organ not in NON_BOUNDARY_ORGANS]
+    content = state.get("content") or {}
+    index = {o: i for i, o in enumerate(state["organs"])}
+
+    def cases_with_content(organ: str) -> dict:
+        return {half: counts[index[organ]] for half, counts in content.items()}
+
     doc = {
-        "organs": [{"rank": r.rank, "organ": r.organ, "weight": round(r.weight, 6)}
+        "organs": [{"rank": r.rank, "organ": r.organ, "weight": round(r.weight, 6),
+                    "searched": r.searched,
+                    **({"cases_with_content": cases_with_content(r.organ)} if content else {})}
                    for r in ranked],
+        "not_searched": [r.organ for r in ranked if not r.searched],
         "weights_sum": round(sum(r.weight for r in ranked), 6),
         "top6_spec": top_spec(ranked, min(6, len(ranked))),
         "top6_boundary_defining": len(boundary),
@@ -95,6 +123,7 @@ def write_ranking(state: dict, out_dir: str | os.PathLike, *, meta: dict | None 
                                if r.organ in NON_BOUNDARY_ORGANS},
         "freeze_epochs": state.get("freeze_epochs"),
         "epochs": state["trajectory"][-1]["epoch"],
+        "halves": state.get("halves"),
         "paper_top6": list(schema.PAPER_TOP6_ORGANS),
         **(meta or {}),
     }
@@ -111,7 +140,7 @@ def plot_trajectories(state: dict, path: str | os.PathLike, *, top: int = 6) -> 
     epochs = [e["epoch"] for e in state["trajectory"]]
     weights = list(zip(*[e["weights"] for e in state["trajectory"]]))
     ranked = ranking(state)
-    best = {r.organ for r in ranked[:top]}
+    best = {r.organ for r in ranked[:top] if r.searched}
     # a Figure without pyplot changes no backend; the default style undoes nnU-Net's seaborn
     with matplotlib.style.context("default"):
         fig = Figure(figsize=(7.5, 4.2), dpi=120)
@@ -126,7 +155,7 @@ def plot_trajectories(state: dict, path: str | os.PathLike, *, top: int = 6) -> 
                 ax.plot(epochs, series, color=colour, lw=2, label=label.name)
             else:
                 ax.plot(epochs, series, color=colour, lw=0.8, alpha=0.5)
-        ax.axhline(1 / len(state["organs"]), color="k", lw=0.6, ls=":")
+        ax.axhline(1 / max(1, sum(searched_flags(state))), color="k", lw=0.6, ls=":")
         ax.set_xlabel("epoch")
         ax.set_ylabel("organ weight (softmax)")
         ax.set_title(f"Key-organ search: weights of the {len(state['organs'])} organ channels "

@@ -95,23 +95,26 @@ def station_cases(cohort: Cohort, model: ModelFolder, spec: ChannelSpec,
     if spec.organs and spec.source == "gt":
         cohort_cases(cohort, "organs")
     if not spec.organs:
-        return [ExportCase(c.id, c.ct, c.stations, c.fold) for c in cases_in]
+        return [ExportCase(c.id, c.ct, c.stations, c.fold, patient=c.patient)
+                for c in cases_in]
     if spec.source == "gt":
-        return [ExportCase(c.id, c.ct, c.stations, c.fold, c.organs, "gt") for c in cases_in]
+        return [ExportCase(c.id, c.ct, c.stations, c.fold, c.organs, "gt", c.patient)
+                for c in cases_in]
     if spec.source == "nested":
         if fold is None:
             raise ValueError("nested organ channels are made for one training fold")
         inner, inner_model = nested_organ_model(cohort, model, fold, options)
         oof = organ_oof_predictions(inner, inner_model, (ANCHOR, NON_ANCHOR), options)
         return [ExportCase(c.id, c.ct, c.stations, c.fold, oof[c.id][0],
-                           f"nested cascade {fold}/{inner.case(c.id).fold}")
-                if c.id in oof else ExportCase(c.id, c.ct, c.stations, c.fold)  # held out
+                           f"nested cascade {fold}/{inner.case(c.id).fold}", c.patient)
+                if c.id in oof else ExportCase(c.id, c.ct, c.stations, c.fold,
+                                               patient=c.patient)  # held out
                 for c in cases_in]
     stages, what = ((SINGLE,), "single") if spec.source == "single" else \
         ((ANCHOR, NON_ANCHOR), "cascade")
     oof = organ_oof_predictions(cohort, model, stages, options)
     return [ExportCase(c.id, c.ct, c.stations, c.fold, oof[c.id][0],
-                       f"{what} fold {oof[c.id][1]}") for c in cases_in]
+                       f"{what} fold {oof[c.id][1]}", c.patient) for c in cases_in]
 
 
 def nested_organ_model(cohort: Cohort, model: ModelFolder, fold: int,

@@ -246,18 +246,27 @@ class KeyOrganSearchMixin:
     The network is wrapped in :class:`deepstationing.backbone.weighting.ChannelWeighting`.
     Exactly how the alternation is done (see that module for the reasons):
 
-    * the fold's training cases are split into *W* (weights) and *A* (logits) halves;
+    * the fold's training cases are split by patient into *W* (weights) and *A* (logits)
+      halves (the patients come from ``dataset.json``'s ``deepstationing`` ``patients``, as
+      the cohort manifest lists them; a case without one is its own patient);
       ``dataloader_train`` draws from *W*, ``dataloader_arch`` from *A*, both with the
       trainer's augmentation;
-    * for the first ``freeze_epochs`` epochs (20 %) only weight steps are made;
+    * when a search starts, every training case is read once to count, per organ channel
+      and half, the cases where the channel has a voxel; a channel without content in
+      either half is left out of the softmax (weight 0, see the weighting module);
+    * for the first ``freeze_epochs`` epochs (20 %, fixed when the search starts: resuming
+      or extending keeps them) only weight steps are made;
     * afterwards each training iteration is a weight step on a *W* batch (nnU-Net's own
       ``train_step``; the logits are not in its optimiser), then a logit step on an *A*
       batch: the same loss, its gradient with respect to the logits only, one step of the
-      logits' Adam optimiser (``logit_lr``).
+      logits' Adam optimiser (``logit_lr``);
+    * the logits' data loader (its augmentation workers) is shut down with the others at
+      the end of training, and also when a run stops early or fails.
 
     The organ weights after every epoch go to ``search_weights.json`` in the fold folder
-    (written with each checkpoint; the logits themselves are part of the network weights,
-    so a search model predicts like any other).
+    (written with each checkpoint, with the two halves, the content counts and which
+    channels were searched; the logits themselves are part of the network weights, so a
+    search model predicts like any other).
     """
 
     freeze_fraction = 0.2
@@ -274,43 +283,90 @@ class KeyOrganSearchMixin:
             enable_deep_supervision)
         return ChannelWeighting(network, num_input_channels - 1)
 
+    @property
+    def weighting(self):
+        """The :class:`ChannelWeighting` (under ``torch.compile`` or DDP wrappers, if any)."""
+        net = self.network
+        net = getattr(net, "module", net)
+        return getattr(net, "_orig_mod", net)
+
     # ---------------------------------------------------------------- data
+    def search_patients(self) -> dict[str, str]:
+        """Case id to patient for the split (cases not listed are their own patient)."""
+        return {str(k): str(v) for k, v in
+                self.dataset_json.get("deepstationing", {}).get("patients", {}).items()}
+
     def do_split(self):
         from deepstationing.backbone.weighting import search_split
 
         tr_keys, val_keys = super().do_split()
-        weights_half, logits_half = search_split(tr_keys)
+        weights_half, logits_half = search_split(tr_keys, self.search_patients())
+        self.search_halves = {"weights": weights_half, "logits": logits_half}
         return (logits_half if getattr(self, "_split_role", "") == "logits"
                 else weights_half), val_keys
 
     def on_train_start(self):
         import numpy as np
+        import torch
 
-        from deepstationing.backbone.weighting import freeze_epochs
+        from deepstationing.backbone.weighting import resumed_freeze_epochs
 
-        self.freeze_epochs = freeze_epochs(self.num_epochs, self.freeze_fraction)
+        state = self._read_search_state()
+        done = int(self.current_epoch)  # > 0: resumed or extended from a checkpoint
+        self.freeze_epochs = resumed_freeze_epochs(
+            (state or {}).get("freeze_epochs") if done else None, done=done,
+            num_epochs=int(self.num_epochs), fraction=self.freeze_fraction)
         self._split_role = "weights"
         super().on_train_start()
         self._split_role = "logits"
-        self.dataloader_arch, spare = self.get_dataloaders()
-        self._split_role = "weights"
-        finish = getattr(spare, "_finish", None)
-        if finish is not None:
-            finish()
-        import torch
-
-        self.network.channel_logits.requires_grad_(False)  # weight steps leave them alone
-        self.logit_optimizer = torch.optim.Adam([self.network.channel_logits],
+        try:
+            self.dataloader_arch, spare = self.get_dataloaders()
+        finally:
+            self._split_role = "weights"
+        _finish_loader(spare)
+        weighting = self.weighting
+        if done and state and state.get("content"):
+            self.search_content = state["content"]
+        else:
+            self.search_content = self._count_content()
+        if not done:  # the searched channels are fixed when a search starts
+            searched = [bool(w and a) for w, a in zip(self.search_content["weights"],
+                                                      self.search_content["logits"])]
+            if not any(searched):
+                raise RuntimeError("key-organ search: no organ channel has a voxel in the "
+                                   "training cases of both halves; nothing to search")
+            weighting.set_searched(searched)
+            self.print_to_log_file(
+                f"key-organ search: halves of {len(self.search_halves['weights'])} (weights) "
+                f"and {len(self.search_halves['logits'])} (logits) training cases; channels "
+                f"left out (no voxel in a half): "
+                f"{[i + 1 for i, s in enumerate(searched) if not s] or 'none'}")
+        weighting.channel_logits.requires_grad_(False)  # weight steps leave them alone
+        self.logit_optimizer = torch.optim.Adam([weighting.channel_logits],
                                                 lr=float(self.logit_lr))
-        state = self._read_search_state()
-        if state and state.get("logit_optimizer") and self.current_epoch > 0:
+        if state and state.get("logit_optimizer") and done:
             self.logit_optimizer.load_state_dict(_optimizer_state_from_json(
                 state["logit_optimizer"]))
         self.search_trajectory = [e for e in (state or {}).get("trajectory", [])
-                                  if e["epoch"] <= self.current_epoch]
+                                  if e["epoch"] <= done] if done else []
         if not self.search_trajectory:
             self.search_trajectory = [{"epoch": 0, "weights": np.round(
-                self.network.weights().detach().cpu().numpy(), 6).tolist()}]
+                weighting.weights().detach().cpu().numpy(), 6).tolist()}]
+
+    def _count_content(self) -> dict[str, list[int]]:
+        """Per half, per organ channel: the training cases where the channel has a voxel."""
+        import numpy as np
+
+        n = int(self.weighting.channel_logits.numel())
+        counts = {}
+        for role, keys in self.search_halves.items():
+            dataset = self.dataset_class(self.preprocessed_dataset_folder, keys)
+            found = np.zeros(n, int)
+            for key in keys:
+                data = dataset.load_case(key)[0]
+                found += [bool(np.any(np.asarray(data[c + 1]) != 0)) for c in range(n)]
+            counts[role] = found.tolist()
+        return counts
 
     def train_step(self, batch: dict) -> dict:
         out = super().train_step(batch)
@@ -325,7 +381,7 @@ class KeyOrganSearchMixin:
         target = batch["target"]
         target = [t.to(self.device, non_blocking=True) for t in target] \
             if isinstance(target, list) else target.to(self.device, non_blocking=True)
-        logits = self.network.channel_logits
+        logits = self.weighting.channel_logits
         logits.requires_grad_(True)
         try:
             loss = self.loss(self.network(data), target)
@@ -337,11 +393,30 @@ class KeyOrganSearchMixin:
         self.logit_optimizer.step()
         logits.grad = None
 
+    # ---------------------------------------------------------------- loaders
+    def run_training(self):
+        try:
+            super().run_training()
+        finally:  # also when a run stops early, is interrupted or fails
+            self._shutdown_loaders()
+
+    def on_train_end(self):
+        super().on_train_end()
+        self._finish_arch_loader()
+
+    def _shutdown_loaders(self) -> None:
+        super()._shutdown_loaders()
+        self._finish_arch_loader()
+
+    def _finish_arch_loader(self) -> None:
+        loader, self.dataloader_arch = getattr(self, "dataloader_arch", None), None
+        _finish_loader(loader)
+
     # ---------------------------------------------------------------- record
     def on_epoch_end(self):
         import numpy as np
 
-        weights = self.network.weights().detach().cpu().numpy()
+        weights = self.weighting.weights().detach().cpu().numpy()
         self.search_trajectory.append({"epoch": int(self.current_epoch) + 1,
                                        "weights": np.round(weights, 6).tolist()})
         super().on_epoch_end()
@@ -349,7 +424,7 @@ class KeyOrganSearchMixin:
     def epoch_note(self) -> str:
         import numpy as np
 
-        w = self.network.weights().detach().cpu().numpy()
+        w = self.weighting.weights().detach().cpu().numpy()
         top = int(np.argmax(w))
         phase = "frozen" if self.current_epoch <= self.freeze_epochs else "searching"
         return f"; organ weights {phase}, top channel {top + 1} ({w[top]:.3f})"
@@ -371,9 +446,18 @@ class KeyOrganSearchMixin:
         write_json_atomic({
             "organs": organs, "freeze_epochs": int(self.freeze_epochs),
             "num_epochs": int(self.num_epochs), "logit_lr": float(self.logit_lr),
+            "searched": [bool(v) for v in self.weighting.channel_searched.tolist()],
+            "content": self.search_content, "halves": self.search_halves,
             "trajectory": self.search_trajectory,
             "logit_optimizer": _optimizer_state_to_json(self.logit_optimizer.state_dict()),
         }, self._search_path())
+
+
+def _finish_loader(loader) -> None:
+    """Stop a data loader's augmentation workers (nothing for an in-process loader)."""
+    finish = getattr(loader, "_finish", None)
+    if finish is not None:
+        finish()
 
 
 def _optimizer_state_to_json(state: dict) -> dict:
