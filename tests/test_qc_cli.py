@@ -27,7 +27,8 @@ def setup(tmp_path_factory):
     cohort = generate_cohort(tmp / "ph", 8, seed=3, preset="small", progress=None)
     model = tmp / "model"
     model.mkdir()
-    (model / "deepstationing_model.json").write_text(json.dumps({"format": MODEL_FORMAT, "stages": {}}))
+    (model / "deepstationing_model.json").write_text(
+        json.dumps({"format": MODEL_FORMAT, "stages": {}}))
     for fold in range(4):
         record_training_cases(model, cohort, fold)
     cts = tmp / "cts"
@@ -162,7 +163,8 @@ def test_model_reference_records_an_existing_models_cohort(setup, tmp_path, caps
     tmp, cohort, _, _, _ = setup
     model = tmp_path / "old_model"
     model.mkdir()
-    (model / "deepstationing_model.json").write_text(json.dumps({"format": MODEL_FORMAT, "stages": {}}))
+    (model / "deepstationing_model.json").write_text(
+        json.dumps({"format": MODEL_FORMAT, "stages": {}}))
     assert main(["model", "reference", str(model), "--cohort", str(cohort.root)]) == 2
     assert "holds no trained fold; give --folds" in capsys.readouterr().err
     assert main(["model", "reference", str(model), "--cohort", str(cohort.root), "--folds",
