@@ -9,8 +9,7 @@ line naming the file and the problem.
 * :func:`rules` — stations from organ masks by the margin rules (no training);
 * :func:`evaluate` — DSC, HD, HD95 and ASSD of predicted label maps against the truth;
 * :func:`train` — the organ cascade or a station network on a cohort fold;
-* :func:`search` and :func:`predict` — the key-organ search, and a trained model on CTs
-  (see their own docstrings).
+* :func:`predict` — a trained model on CTs, every output format, locally or on Ray.
 
 Examples
 --------
@@ -35,12 +34,19 @@ A station network on CT + two ground-truth organs, one iteration (untrained: the
 ...               workdir=tmp / "runs", network=((8, 16, 16), (2, 4), 1))
 >>> model.name, ModelFolder.open(model).station_stage()
 ('ph-cpu', 'stations-gt-2org-...')
+
+That model on a case, with the case's organs given (no organ stages trained):
+
+>>> results = predict(case.ct, tmp / "pred", model, organs=case.organs, qc=False)
+>>> [(r.name, r.ok, r.outputs) for r in results]
+[('ct', True, ['organs.nii.gz', 'stations.nii.gz'])]
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +54,19 @@ from pathlib import Path
 from deepstationing.backbone.env import DEFAULT_WORKDIR
 from deepstationing.data.cohort import Cohort
 from deepstationing.errors import InputError
+from deepstationing.predict.batch import CaseResult, find_cases
+from deepstationing.predict.formats import parse_predict_formats
+from deepstationing.predict.run import (
+    PredictSettings,
+    check_inputs,
+    load_parser,
+    predict_local,
+    predict_on_ray,
+)
 from deepstationing.training import ModelFolder
 
-__all__ = ["rules", "RulesResult", "evaluate", "EvaluationResult", "train", "ModelFolder"]
+__all__ = ["rules", "RulesResult", "evaluate", "EvaluationResult", "train", "predict",
+           "CaseResult", "ModelFolder"]
 
 log = logging.getLogger("deepstationing")
 PathLike = str | os.PathLike
@@ -328,3 +344,60 @@ def _organ_stages(stages: str | Sequence[str]) -> tuple[str, ...]:
         raise InputError(None, f"unknown organ stage(s) {bad or [stages]}; use cascade, "
                                "single, all or anchor,nonanchor,single")
     return parts
+
+
+# ---------------------------------------------------------------------- predict
+def predict(inputs: PathLike | Sequence[PathLike], out: PathLike, model: PathLike, *,
+            formats: str | Sequence[str] = "nifti", organs: PathLike | None = None,
+            device: str = "cpu", folds: Sequence[int] | None = None, qc: bool = True,
+            mirroring: bool | None = None, threads: int | None = None,
+            stations: str | None = None, ray: str | None = None,
+            on_case: Callable[[int, int, CaseResult], None] | None = None,
+            progress: Progress = None) -> list[CaseResult]:
+    """A trained model on CTs: organs, stations and the asked formats for each case.
+
+    Args:
+        inputs: CT files (NIfTI/NRRD/MHA), DICOM series folders, or folders holding several
+            of those (one case each).
+        out: output folder; one input CT writes straight into it, several into
+            ``out/<case>/``.
+        model: the trained model folder.
+        formats: ``"nifti"``, ``"rtstruct"``, ``"seg"`` (comma-separated or a sequence;
+            :data:`~deepstationing.predict.formats.FORMATS`); the DICOM ones need DICOM input.
+        organs: a 22-organ map used instead of predicting organs (one input only).
+        device: ``"cpu"`` or ``"cuda"``; folds: folds to ensemble (default: all).
+        qc: check each prediction (verdict in the result, ``qc.json`` beside the outputs).
+        mirroring, threads, stations: test-time mirroring, torch threads, station stage.
+        ray: a Ray address (``"local"``, ``"auto"``, ``"ray://HOST:10001"``): one job per
+            case on the cluster, the same files as without.
+        on_case: called after each case with ``(index, total, result)``.
+
+    Returns:
+        One :class:`~deepstationing.predict.batch.CaseResult` per case, in order (a case
+        that failed has ``ok`` False and its ``error``; the others are written).
+
+    (The module's docstring has an example.)
+    """
+    from deepstationing.training.model import HOW_TO_TRAIN
+
+    wanted = parse_predict_formats(formats)
+    if model is None:
+        raise InputError(None, f"no model given; {HOW_TO_TRAIN}")
+    given = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    settings = PredictSettings(
+        str(ModelFolder.open(model).root.resolve()),
+        None if folds is None else tuple(int(f) for f in folds), wanted,
+        None if organs is None else str(Path(organs).resolve()),
+        device, mirroring, threads, stations, qc)
+    cases = find_cases(given)
+    check_inputs(settings, cases)
+    single = len(cases) == 1 and len(given) == 1 and cases[0].path == Path(given[0])
+    if ray:
+        return predict_on_ray(settings, cases, out, ray, single_folder=single, on_case=on_case)
+    say = _say(progress)
+    t0 = time.perf_counter()
+    parser = load_parser(settings)
+    say(f"model {settings.model} loaded in {time.perf_counter() - t0:.1f} s; "
+        f"{len(cases)} case(s)")
+    return predict_local(settings, cases, out, single_folder=single, on_case=on_case,
+                         parser=parser)

@@ -94,117 +94,50 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepstationing.data.dicom.export import DICOM_FORMATS, export_dicom, parse_formats
-    from deepstationing.data.image import read_image, write_image
-    from deepstationing.errors import InputError
-    from deepstationing.predict.batch import find_cases, predict_cases
-    from deepstationing.qc.run import QcRunner
+    from deepstationing.api import predict
+    from deepstationing.errors import DeepStationingError, InputError
     from deepstationing.qc.verdict import QcReport, at_least
-    from deepstationing.training.model import HOW_TO_TRAIN, ModelFolder
-
-    formats = parse_formats(args.format)
-    dicom_formats = tuple(f for f in formats if f in DICOM_FORMATS)
-    if args.model is None:
-        raise InputError(None, f"no --model given; {HOW_TO_TRAIN}")
-    model = ModelFolder.open(args.model)
-    cases = find_cases(args.input)
-    single = len(cases) == 1 and len(args.input) == 1 and cases[0].path == Path(args.input[0])
-    if dicom_formats:
-        for case in cases:
-            if not case.path.is_dir():
-                raise InputError(case.path, f"--format {','.join(dicom_formats)} needs a DICOM "
-                                            "CT series folder as input (its UIDs are "
-                                            "referenced)")
-    if args.organs and not single:
-        raise InputError(args.organs, "--organs goes with one input CT")
-    folds = None
-    if args.folds:
-        try:
-            folds = [int(f) for f in args.folds.split(",")]
-        except ValueError:
-            raise InputError(None, f"--folds {args.folds!r}: expected e.g. 0,1") from None
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    from deepstationing.stations.network import StationParser
-
-    mirroring = None if args.tta == "auto" else args.tta == "on"
-    parser = StationParser(model, folds, device=args.device, mirroring=mirroring,
-                           threads=args.threads, stations=args.stations)
-    given = read_image(args.organs, label=True) if args.organs else None
-    if given is not None:
-        parser = _WithOrgans(parser, given)
-    _say(f"model {model.root} loaded in {time.perf_counter() - t0:.1f} s; "
-         f"{len(cases)} case(s)")
-
-    def write(case, folder, organs, stations):
-        names = []
-        if "nifti" in formats:
-            if organs is not None:
-                write_image(organs, folder / "organs.nii.gz")
-                names.append("organs.nii.gz")
-            write_image(stations, folder / "stations.nii.gz")
-            names.append("stations.nii.gz")
-        if dicom_formats:
-            written = export_dicom(case.path, folder, stations=stations, organs=organs,
-                                   formats=dicom_formats)
-            names += [Path(p).name for p in (written or [])]
-        return names
-
-    def on_case(i, n, result):
-        where = out if single else out / result.name
-        if result.ok:
-            _say(f"[{i}/{n}] {result.name}: {result.seconds:.1f} s, {result.stations_found} "
-                 f"stations -> {where} ({', '.join(result.outputs)})")
-        else:
-            _say(f"[{i}/{n}] {result.name}: FAILED: {result.error}")
-        if result.qc is not None:
-            _say(f"[{i}/{n}] {result.name}: QC {_qc_line(result.qc)}")
-        if args.verbose:
-            _say(Timings(result.timings).table())
-
     from deepstationing.timing import Timings
 
-    def _qc_line(qc: dict) -> str:
-        if qc.get("verdict") == "error":
-            return f"failed: {qc.get('error', '')}"
-        return QcReport.from_json(qc).line()
+    try:
+        folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    except ValueError:
+        raise InputError(None, f"--folds {args.folds!r}: expected e.g. 0,1") from None
+    t0 = time.perf_counter()
 
-    qc = None if args.no_qc else QcRunner(model.root, folds)
-    if args.ray:
-        from deepstationing.predict.batch import predict_cases_on_ray
+    def on_case(i, n, r):
+        if r.ok:
+            _say(f"[{i}/{n}] {r.name}: {r.seconds:.1f} s, {r.stations_found} stations -> "
+                 f"{r.folder} ({', '.join(r.outputs)})")
+        else:
+            _say(f"[{i}/{n}] {r.name}: FAILED: {r.error}")
+        if r.qc is not None:
+            line = (f"failed: {r.qc.get('error', '')}" if r.qc.get("verdict") == "error"
+                    else QcReport.from_json(r.qc).line())
+            _say(f"[{i}/{n}] {r.name}: QC {line}")
+        if args.verbose:
+            _say(Timings(r.timings).table())
 
-        results = predict_cases_on_ray(args, cases, out, on_case=on_case)
-    else:
-        results = predict_cases(parser, cases, out, write=write, single_folder=single,
-                                on_case=on_case, qc=qc)
+    results = predict(args.input, args.out, args.model, formats=args.format,
+                      organs=args.organs, device=args.device, folds=folds,
+                      qc=not args.no_qc, mirroring=None if args.tta == "auto" else
+                      args.tta == "on", threads=args.threads, stations=args.stations,
+                      ray=args.ray, on_case=on_case, progress=_say)
     failed = [r for r in results if not r.ok]
     verdicts = [r.qc["verdict"] for r in results if r.qc is not None]
     counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("ok", "check", "implausible",
                                                            "error") if v in verdicts)
     _say(f"done in {time.perf_counter() - t0:.1f} s: {len(results) - len(failed)} of "
-         f"{len(results)} case(s) predicted" + (f", {len(failed)} failed: "
-                                                + ", ".join(r.name for r in failed)
-                                                if failed else "")
+         f"{len(results)} case(s) predicted"
+         + (f", {len(failed)} failed: " + ", ".join(r.name for r in failed) if failed else "")
          + (f"; QC: {counts}" if verdicts else ""))
-    if single and failed:
-        from deepstationing.errors import DeepStationingError
-
+    if failed and Path(failed[0].folder) == Path(args.out):  # one CT, straight into OUT
         raise DeepStationingError(failed[0].error)
     if failed:
         return 1
     if args.fail_on and any(v != "error" and at_least(v, args.fail_on) for v in verdicts):
         return 3
     return 0
-
-
-class _WithOrgans:
-    """A parser that uses a given organ map (``--organs``) instead of predicting organs."""
-
-    def __init__(self, parser, organs):
-        self.parser, self.organs_map = parser, organs
-
-    def predict(self, ct, organs=None, progress=None, timings=None):
-        return self.parser.predict(ct, self.organs_map, progress=progress, timings=timings)
 
 
 def _say(message: str) -> None:

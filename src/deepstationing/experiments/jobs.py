@@ -82,9 +82,16 @@ class JobStore:
         except (OSError, ValueError):
             return None
 
-    def is_done(self, job_id: str) -> bool:
+    def is_done(self, job_id: str, params: dict | None = None) -> bool:
+        """Whether the job finished; with ``params``, finished *with these parameters*
+        (a job whose definition changed, e.g. a prediction with another model, is not done)."""
         s = self.status(job_id)
-        return bool(s and s.get("state") == "done")
+        if not (s and s.get("state") == "done"):
+            return False
+        if params is None:
+            return True
+        done_with = (s.get("job") or {}).get("params")
+        return json.loads(json.dumps(params, sort_keys=True)) == done_with
 
     def result(self, job_id: str) -> dict:
         s = self.status(job_id)
@@ -189,7 +196,7 @@ def run_jobs(jobs: Sequence[Job], store: JobStore, executor,
     summary = RunSummary()
     todo = []
     for j in ordered:
-        if store.is_done(j.id):
+        if store.is_done(j.id, j.params):
             summary.skipped.append(j.id)
         else:
             todo.append(j)

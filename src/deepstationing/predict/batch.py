@@ -7,8 +7,8 @@ a background thread while case ``n`` is predicted, and writes each case's output
 own folder. A case that fails (unreadable file, wrong modality, ...) is reported with its
 error and skipped; the others finish. With ``qc``, each prediction is checked for
 plausibility (:mod:`deepstationing.qc`) and its ``qc.json`` written beside the outputs.
-:func:`predict_cases_on_ray` sends the cases to a Ray cluster instead (one job per case,
-the experiment runner's machinery).
+:mod:`deepstationing.predict.run` builds a run on these (its settings, the output formats,
+the Ray path).
 
 Examples
 --------
@@ -31,14 +31,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepstationing.data.image import IMAGE_SUFFIXES, Image, read_ct, write_image
+import numpy as np
+
+from deepstationing.data.image import IMAGE_SUFFIXES, Image, read_ct
 from deepstationing.errors import DeepStationingError, InputError
 from deepstationing.evaluation.report import case_id_of
+from deepstationing.predict.formats import write_outputs
 from deepstationing.timing import Timings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CaseInput", "CaseResult", "find_cases", "predict_cases", "predict_cases_on_ray"]
+__all__ = ["CaseInput", "CaseResult", "find_cases", "predict_cases"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class CaseResult:
     qc: dict | None = None
     """The case's QC report as JSON (:class:`~deepstationing.qc.verdict.QcReport`), or
     ``{"verdict": "error", "error": ...}`` when the checks themselves failed."""
+    folder: str = ""
+    """The case's output folder."""
 
 
 def _is_dicom_folder(p: Path) -> bool:
@@ -129,7 +134,9 @@ def predict_cases(parser, cases: Sequence[CaseInput], out: str | os.PathLike, *,
         qc: a :class:`~deepstationing.qc.run.QcRunner`: checks each prediction and writes
             its ``qc.json`` into the case's folder (``None``: no QC).
     """
-    write = write or _write_nifti
+    if write is None:
+        def write(case: CaseInput, folder: Path, organs: Image | None, stations: Image):
+            return write_outputs(("nifti",), case.path, folder, organs, stations)
     results: list[CaseResult] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:
         future = reader.submit(_read, cases[0]) if cases else None
@@ -138,15 +145,13 @@ def predict_cases(parser, cases: Sequence[CaseInput], out: str | os.PathLike, *,
             future = reader.submit(_read, cases[i + 1]) if i + 1 < len(cases) else None
             t0 = time.perf_counter()
             timings = Timings({"read": read_s})
-            result = CaseResult(case.name, False, 0.0)
+            folder = Path(out) if single_folder else Path(out) / case.name
+            result = CaseResult(case.name, False, 0.0, folder=str(folder))
             if ct is not None:
                 try:
                     organs, stations = parser.predict(ct, timings=timings)
-                    folder = Path(out) if single_folder else Path(out) / case.name
                     with timings("write"):
                         result.outputs = write(case, folder, organs, stations)
-                    import numpy as np
-
                     result.stations_found = int(len(np.unique(stations.array)) - 1)
                     result.ok = True
                     if qc is not None:
@@ -183,87 +188,3 @@ def _check(qc, case: CaseInput, folder: Path, ct: Image, organs: Image | None,
         log.debug("%s", traceback.format_exc())
     log.info("%s: QC failed: %s", case.name, error)
     return {"verdict": "error", "error": error}
-
-
-def _write_nifti(case: CaseInput, folder: Path, organs: Image | None,
-                 stations: Image) -> list[str]:
-    names = []
-    if organs is not None:
-        write_image(organs, folder / "organs.nii.gz")
-        names.append("organs.nii.gz")
-    write_image(stations, folder / "stations.nii.gz")
-    return names + ["stations.nii.gz"]
-
-
-def _remote_case(context: dict, store_root: str, job: dict) -> tuple[bool, str]:
-    """What a Ray worker runs for one case (loads the model, predicts, writes)."""
-    from deepstationing.experiments.jobs import Job, JobStore, execute
-
-    store = JobStore(store_root)
-    j = Job.from_json(job)
-
-    def task(jj: Job, folder: Path) -> dict:
-        from deepstationing.data.dicom.export import DICOM_FORMATS, export_dicom
-        from deepstationing.stations.network import StationParser
-
-        c = context
-        parser = StationParser(c["model"], c["folds"], device=c["device"],
-                               mirroring=c["mirroring"], threads=c["threads"],
-                               stations=c["stations"])
-        case = CaseInput(jj.params["name"], Path(jj.params["path"]))
-        qc = None
-        if c.get("qc", True):
-            from deepstationing.qc.run import QcRunner
-
-            qc = QcRunner(c["model"], c["folds"])
-        results = predict_cases(parser, [case], c["out"], write=None, qc=qc)
-        r = results[0]
-        if not r.ok:
-            raise DeepStationingError(r.error)
-        formats = tuple(f for f in c["formats"] if f in DICOM_FORMATS)
-        if formats:
-            from deepstationing.data.image import read_image
-
-            d = Path(c["out"]) / case.name
-            organs = read_image(d / "organs.nii.gz", label=True) \
-                if (d / "organs.nii.gz").exists() else None
-            export_dicom(case.path, d, stations=read_image(d / "stations.nii.gz", label=True),
-                         organs=organs, formats=formats)
-        return {"seconds": r.seconds, "outputs": r.outputs, "timings": r.timings,
-                "stations_found": r.stations_found, "qc": r.qc}
-
-    return execute(task, j, store)
-
-
-def predict_cases_on_ray(args, cases: Sequence[CaseInput], out: str | os.PathLike, *,
-                         on_case: Callable[[int, int, CaseResult], None] | None = None
-                         ) -> list[CaseResult]:
-    """:func:`predict_cases` on a Ray cluster: one job per case, statuses in
-    ``out/jobs/cases/<case>/`` (a finished case is not redone)."""
-    from deepstationing.data.dicom.export import parse_formats
-    from deepstationing.experiments.jobs import Job, JobStore, run_jobs
-    from deepstationing.experiments.runners import RayExecutor
-
-    context = {"model": str(Path(args.model).resolve()),
-               "folds": [int(f) for f in args.folds.split(",")] if args.folds else None,
-               "device": args.device, "threads": args.threads, "stations": args.stations,
-               "mirroring": None if args.tta == "auto" else args.tta == "on",
-               "out": str(Path(out).resolve()), "formats": list(parse_formats(args.format)),
-               "qc": not getattr(args, "no_qc", False)}
-    jobs = [Job(f"cases/{c.name}", "predict_case",
-                {"name": c.name, "path": str(c.path.resolve())}, gpu=args.device == "cuda")
-            for c in cases]
-    store = JobStore(out)
-    run_jobs(jobs, store, RayExecutor(context, args.ray, remote=_remote_case))
-    results = []
-    for i, c in enumerate(cases, 1):
-        st = store.status(f"cases/{c.name}") or {}
-        res = st.get("result", {})
-        r = CaseResult(c.name, st.get("state") == "done", float(res.get("seconds", 0.0)),
-                       list(res.get("outputs", [])), st.get("error", ""),
-                       dict(res.get("timings", {})), int(res.get("stations_found", 0)),
-                       res.get("qc"))
-        results.append(r)
-        if on_case:
-            on_case(i, len(cases), r)
-    return results
