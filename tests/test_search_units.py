@@ -149,11 +149,12 @@ def test_patients_reach_the_exported_dataset_and_cohorts_without_them_export_as_
                                 d / "organs.nii.gz", "gt", patient))
     spec = ChannelSpec.parse("gt:heart")
     ws = Workspace(tmp_path / "ws")
-    ref, _ = export_dataset(ws, "with", "with", cases, labels=STATION_LABELS, channels=spec)
+    ref, _ = export_dataset(ws, "with", "with", cases, labels=STATION_LABELS, channels=spec,
+                            spacing=(1.0, 1.0, 1.0))
     assert ref.dataset_json["deepstationing"]["patients"] == {"c0": "A", "c1": "A"}
     plain = [ExportCase(c.case_id, c.ct, c.target, c.fold, c.organs, "gt") for c in cases]
     ref, _ = export_dataset(ws, "without", "without", plain, labels=STATION_LABELS,
-                            channels=spec)
+                            channels=spec, spacing=(1.0, 1.0, 1.0))
     assert "patients" not in ref.dataset_json["deepstationing"]
     source = json.loads((ref.raw_folder / "deepstationing_source.json").read_text())
     assert all("patient" not in c for c in source["cases"])

@@ -332,10 +332,12 @@ class KeyOrganSearchMixin:
         if not done:  # the searched channels are fixed when a search starts
             searched = [bool(w and a) for w, a in zip(self.search_content["weights"],
                                                       self.search_content["logits"])]
-            if not any(searched):
-                raise RuntimeError("key-organ search: no organ channel has a voxel in the "
-                                   "training cases of both halves; nothing to search")
-            weighting.set_searched(searched)
+            if any(searched):
+                weighting.set_searched(searched)
+            else:  # e.g. an organ cascade that found nothing: the network trains, no search
+                self.print_to_log_file("key-organ search: no organ channel has a voxel in the "
+                                       "training cases of both halves; nothing to search "
+                                       "(every weight stays uniform)")
             self.print_to_log_file(
                 f"key-organ search: halves of {len(self.search_halves['weights'])} (weights) "
                 f"and {len(self.search_halves['logits'])} (logits) training cases; channels "
@@ -368,9 +370,15 @@ class KeyOrganSearchMixin:
             counts[role] = found.tolist()
         return counts
 
+    @property
+    def nothing_to_search(self) -> bool:
+        """No channel has content in both halves: no logit step is taken."""
+        content = getattr(self, "search_content", None)  # None: before the search starts
+        return content is not None and not any(w and a for w, a in zip(content["weights"], content["logits"]))
+
     def train_step(self, batch: dict) -> dict:
         out = super().train_step(batch)
-        if self.current_epoch >= self.freeze_epochs:
+        if self.current_epoch >= self.freeze_epochs and not self.nothing_to_search:
             self._logit_step(next(self.dataloader_arch))
         return out
 
@@ -446,7 +454,8 @@ class KeyOrganSearchMixin:
         write_json_atomic({
             "organs": organs, "freeze_epochs": int(self.freeze_epochs),
             "num_epochs": int(self.num_epochs), "logit_lr": float(self.logit_lr),
-            "searched": [bool(v) for v in self.weighting.channel_searched.tolist()],
+            "searched": [bool(v) and not self.nothing_to_search
+                         for v in self.weighting.channel_searched.tolist()],
             "content": self.search_content, "halves": self.search_halves,
             "trajectory": self.search_trajectory,
             "logit_optimizer": _optimizer_state_to_json(self.logit_optimizer.state_dict()),
