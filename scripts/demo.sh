@@ -9,4 +9,4 @@ bash "$root/scripts/bootstrap.sh"
 out="${1:-$root/outputs/demo}"
 [ $# -gt 0 ] && shift
 exec "$root/.venv/bin/deepstationing" experiment paper --cohort "$out/phantom" --out "$out" \
-    --scale demo "$@"
+    --scale demo --jobs 2 --threads 1 "$@"

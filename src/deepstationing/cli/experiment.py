@@ -25,10 +25,14 @@ interruption continues where it stopped. The report: OUT/report.md and OUT/repor
 (self-contained, pictures embedded).
 
 Scales (--scale):
-  demo  8 phantom cases at 5.6 x 5.6 x 10 mm, 2 folds (organ cascade on both; stations
-        and search with fold 0 held out), a tiny CPU network, 600 iterations per station
-        network: Table 1's settings and the report in about a quarter of an hour on 2 CPU
-        cores; the networks learn but are far from converged (the report says so)
+  demo  12 phantom cases at 5.6 x 5.6 x 10 mm, 2 folds (organ cascade on both; stations
+        and search with fold 0 held out), a tiny CPU network, 1200 iterations per organ
+        stage and 600 per station network: Table 1's settings and the report in about a
+        quarter of an hour on 2 CPU cores; the networks learn but are far from converged
+        (the report says so)
+  bench 20 phantom cases at the demo's grid and network, all 4 folds, 1200 iterations per
+        organ stage, 1000 per station network and search: Table 1 over 4 folds with its
+        spread in about 1-2 hours on 2 CPU cores (--jobs 2 --threads 1)
   cpu   20 phantom cases (small preset), 4 folds, budgets that learn, sweep and ablations:
         about 70 trainings of 15-35 minutes each on 2 CPU cores (a day and a half)
   full  40 cases at the paper's geometry, nnU-Net's own configuration, 1000 x 250 per
@@ -60,7 +64,7 @@ def register(subparsers) -> None:
     parser.add_argument("--cohort", required=True, metavar="DIR",
                         help="cohort folder (generated as a phantom cohort if absent)")
     parser.add_argument("--out", required=True, metavar="DIR", help="experiment folder")
-    parser.add_argument("--scale", choices=("demo", "cpu", "full"), default="demo")
+    parser.add_argument("--scale", choices=("demo", "bench", "cpu", "full"), default="demo")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads per job (default: torch's choice)")

@@ -82,15 +82,24 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "demo": Scale(
-        "demo", cases=8, preset="small", spacing=(5.6, 5.6, 10.0), n_folds=2, config="cpu",
+        "demo", cases=12, preset="small", spacing=(5.6, 5.6, 10.0), n_folds=2, config="cpu",
         cpu=CpuConfig((16, 32, 32), (8, 16, 32), 2, learning_rate=1e-2),
-        organ_budget=(20, 20), station_budget=(24, 25), search_budget=(24, 25),
+        organ_budget=(48, 25), station_budget=(24, 25), search_budget=(24, 25),
         station_folds=(0,),
-        description="8 phantom cases at 5.6 x 5.6 x 10 mm, 2 folds (the organ cascade on "
+        description="12 phantom cases at 5.6 x 5.6 x 10 mm, 2 folds (the organ cascade on "
                     "both, the station networks and the search with fold 0 held out), a tiny "
-                    "CPU network trained with AdamW 1e-2 for 600 iterations per station "
-                    "network: every Table 1 setting and the report in about a quarter of an "
-                    "hour on 2 CPU cores"),
+                    "CPU network trained with AdamW 1e-2 for 1200 iterations per organ stage "
+                    "and 600 per station network: every Table 1 setting and the report in "
+                    "about a quarter of an hour on 2 CPU cores (two jobs at a time)"),
+    "bench": Scale(
+        "bench", cases=20, preset="small", spacing=(5.6, 5.6, 10.0), n_folds=4, config="cpu",
+        cpu=CpuConfig((16, 32, 32), (8, 16, 32), 2, learning_rate=1e-2),
+        organ_budget=(48, 25), station_budget=(40, 25), search_budget=(40, 25),
+        description="20 phantom cases at 5.6 x 5.6 x 10 mm, all 4 folds (organ cascade, "
+                    "Table 1's station networks and the search on each), the demo's tiny "
+                    "CPU network with AdamW 1e-2, 1200 iterations per organ stage and 1000 "
+                    "per station network and search: Table 1 over 4 folds in about 1-2 hours "
+                    "on 2 CPU cores (--jobs 2 --threads 1)"),
     "cpu": Scale(
         "cpu", cases=20, preset="small", spacing=None, n_folds=4, config="cpu", cpu=None,
         organ_budget=(40, 50), station_budget=(60, 50), search_budget=(30, 50),
