@@ -21,6 +21,7 @@ import multiprocessing
 import numpy as np
 import pytest
 
+from deepstationing.backbone.plans import CpuConfig
 from deepstationing.backbone.trainers.deepstationing_trainers import TrainingStopped
 from deepstationing.backbone.weighting import freeze_epochs
 from deepstationing.data.image import read_image
@@ -198,3 +199,31 @@ def test_stopped_resumed_and_extended_search_keeps_its_schedule_and_no_workers(t
     assert not np.array_equal(traj[1], traj[2])  # searched from the second epoch on
     doc = json.loads(write_ranking(state, tmp_path / "ranking").read_text())
     assert doc["freeze_epochs"] == 1 and doc["epochs"] == 4
+
+
+def test_ablation_ranks_the_informative_organs_first(searches):
+    """The second opinion: a plain network on CT + the nine channels (no search), each
+    channel removed in turn on the held-out cases; the informative organs lose the most,
+    an always-empty channel loses exactly nothing, and both rankings agree on the top 3.
+    (Seed 0, 400 iterations at AdamW 1e-2: baseline 92 % mean DSC; heart, spine, trachea
+    lose 31-33 points each, the noise organs under 0.1, the empty ones 0.)"""
+    from deepstationing.search.ablation import ablation_drops, agreement, rank_by_drop
+
+    cohort, model, state = searches[SEEDS[0]]
+    net = SETTINGS.network
+    opts = TrainOptions(workdir=model.root.parent.parent / "runs_plain", seed=0, threads=1,
+                        budget=TrainBudget(10, SETTINGS.iterations, 1),
+                        cpu=CpuConfig(net.patch_size, net.features, net.batch_size,
+                                      learning_rate=1e-2), progress=lambda m: None)
+    plain = train_stations(cohort, 0, channels=SPEC, options=opts,
+                           model_dir=model.root.parent / "plain")
+    held_out = [cohort.case(c) for c in cohort.test_ids(0)]
+    result = ablation_drops(plain, held_out, 0, organs="gt", threads=1)
+    drop = result["drop"]
+    assert result["baseline"] > 0.3, (result["baseline"], drop)
+    assert min(drop[o] for o in KEY_INFORMATIVE) > max(drop[o] for o in KEY_NOISE + KEY_EMPTY), drop
+    assert all(drop[o] == 0.0 for o in KEY_EMPTY), drop
+    by_drop = [r.organ for r in rank_by_drop(drop)]
+    by_weight = [r.organ for r in ranking(state)]
+    assert set(by_drop[:3]) == set(by_weight[:3]) == set(KEY_INFORMATIVE)
+    assert -1.0 <= agreement(by_weight, by_drop) <= 1.0

@@ -27,6 +27,12 @@ and prints the top-n as a ready --channels spec for 'deepstationing train statio
 
 --sweep 3,6,9,... retrains the station network with CT + the top-n organs for each n and
 scores each on the fold's held-out cases (the paper's Fig. 3b): sweep.json/.md/.png.
+
+--method ablation is a second, independent ranking: a station network on CT + all 22
+organ channels (trained, or reused from the model folder) predicts the fold's held-out
+cases with each organ removed in turn; an organ's score is the mean station DSC lost
+without it (ablation.json). It uses the held-out cases: a check of the search's ranking,
+not a way to choose channels for a network reported on the same fold.
 """
 
 EPILOG = """\
@@ -56,6 +62,11 @@ def register(subparsers) -> None:
                         help="training epochs (default: 50 for cpu, 1000 for full)")
     parser.add_argument("--iterations", type=int, default=None,
                         help="iterations per epoch (default: 25 for cpu, 250 for full)")
+    parser.add_argument("--method", choices=("weights", "ablation"), default="weights",
+                        help="weights: the paper's search (default); ablation: a second "
+                             "opinion, the held-out DSC lost when each organ channel of a "
+                             "CT + 22 network is removed (ablation.json; compared with the "
+                             "weights' ranking.json when that is in --out)")
     parser.add_argument("--top", type=int, default=6, help="organs in the printed spec "
                         "(default: 6, as the paper)")
     parser.add_argument("--sweep", default=None, metavar="LIST",
@@ -94,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
                         progress=_say)
     model_dir = Path(args.model or default_model_dir(opts.workspace, cohort, args.config))
     out = Path(args.out or Path(args.workdir) / "search" / f"{cohort.root.name}-fold{args.fold}")
+    if args.method == "ablation":
+        return _ablation(cohort, args, opts, model_dir, out)
     result = run_search(cohort, args.fold, source=args.source, options=opts,
                         model_dir=model_dir, out_dir=out)
     print(f"ranking ({args.source} organs, fold {args.fold}):")
@@ -111,4 +124,20 @@ def run(args: argparse.Namespace) -> int:
         for r in doc["results"]:
             print(f"  top-{r['n']:2d}: held-out mean DSC {100 * r['mean_dsc']:.1f} %")
         print(f"wrote {out / 'sweep.json'}, sweep.md and sweep.png", file=sys.stderr)
+    return 0
+
+
+def _ablation(cohort, args, opts, model_dir: Path, out: Path) -> int:
+    from deepstationing.search.ablation import rank_by_drop, run_ablation
+
+    result = run_ablation(cohort, args.fold, source=args.source, options=opts,
+                          model_dir=model_dir, out_dir=out)
+    print(f"ablation ({args.source} organs, fold {args.fold}; held-out mean DSC with all "
+          f"organs {100 * result['baseline']:.1f} %), DSC lost without each organ:")
+    for r in rank_by_drop(result["drop"]):
+        print(f"  {r.rank:2d}. {r.organ:17s} {100 * r.drop:+.2f} points")
+    if "agreement_with_weights" in result:
+        print(f"Spearman agreement with the weights' ranking: "
+              f"{result['agreement_with_weights']:.2f}")
+    print(f"wrote {result['file']}", file=sys.stderr)
     return 0
