@@ -374,7 +374,8 @@ class KeyOrganSearchMixin:
     def nothing_to_search(self) -> bool:
         """No channel has content in both halves: no logit step is taken."""
         content = getattr(self, "search_content", None)  # None: before the search starts
-        return content is not None and not any(w and a for w, a in zip(content["weights"], content["logits"]))
+        return content is not None and not any(
+            w and a for w, a in zip(content["weights"], content["logits"]))
 
     def train_step(self, batch: dict) -> dict:
         out = super().train_step(batch)
