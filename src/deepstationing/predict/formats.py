@@ -21,9 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepstationing.data.dicom.export import RTSTRUCT_FILE, SEG_FILES, export_dicom
+from deepstationing.data.dicom.export import (
+    RTSTRUCT_FILE,
+    SEG_FILES,
+    export_dicom,
+    parse_formats,
+)
 from deepstationing.data.image import Image, write_image
-from deepstationing.errors import InputError
 
 __all__ = ["OutputFormat", "FORMATS", "parse_predict_formats", "write_outputs"]
 
@@ -51,20 +55,8 @@ FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
 def parse_predict_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     """``"nifti,rtstruct"`` (or a sequence of names) -> the names in order, each once;
     :class:`InputError` for a name that is not in :data:`FORMATS`."""
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    out: list[str] = []
-    for part in parts:
-        name = str(part).strip().lower()
-        if not name:
-            continue
-        if name not in FORMATS:
-            raise InputError(None, f"--format {','.join(map(str, parts))}: unknown format "
-                                   f"{name!r}; choose from {', '.join(FORMATS)}")
-        if name not in out:
-            out.append(name)
-    if not out:
-        raise InputError(None, f"no output format given; choose from {', '.join(FORMATS)}")
-    return tuple(out)
+    joined = text if isinstance(text, str) else ",".join(str(t) for t in text)
+    return parse_formats(joined, allowed=tuple(FORMATS))
 
 
 def write_outputs(formats: Sequence[str], ct_path: str | os.PathLike, folder: Path,
