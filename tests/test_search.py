@@ -227,3 +227,25 @@ def test_ablation_ranks_the_informative_organs_first(searches):
     by_weight = [r.organ for r in ranking(state)]
     assert set(by_drop[:3]) == set(by_weight[:3]) == set(KEY_INFORMATIVE)
     assert -1.0 <= agreement(by_weight, by_drop) <= 1.0
+
+
+def test_search_command_weights_then_ablation(tmp_path, capsys):
+    """``deepstationing search`` through the API: the weights' ranking with its top-n spec,
+    then ``--method ablation`` into the same folder, compared with that ranking."""
+    from deepstationing.cli.main import main
+
+    cohort = write_toy_cohort(tmp_path / "toy", 8, kind="key-organs", seed=1)
+    common = ["--cohort", str(cohort.root), "--fold", "0", "--source", "gt", "--epochs", "2",
+              "--iterations", "5", "--workdir", str(tmp_path / "runs"), "--out",
+              str(tmp_path / "out"), "--top", "3"]
+    assert main(["search", *common]) == 0
+    printed = capsys.readouterr().out
+    assert "ranking (gt organs, fold 0):" in printed and "top-3: gt:" in printed
+    ranking_doc = json.loads((tmp_path / "out" / "ranking.json").read_text())
+    assert len(ranking_doc["organs"]) == 22
+    assert main(["search", *common, "--method", "ablation"]) == 0
+    printed = capsys.readouterr().out
+    assert "DSC lost without each organ" in printed and "Spearman agreement" in printed
+    doc = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert sorted(doc["drop"]) == sorted(o["organ"] for o in ranking_doc["organs"])
+    assert all(doc["drop"][o] == 0.0 for o in KEY_EMPTY)  # never seen, never missed

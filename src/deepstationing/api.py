@@ -9,7 +9,8 @@ line naming the file and the problem.
 * :func:`rules` — stations from organ masks by the margin rules (no training);
 * :func:`evaluate` — DSC, HD, HD95 and ASSD of predicted label maps against the truth;
 * :func:`train` — the organ cascade or a station network on a cohort fold;
-* :func:`predict` — a trained model on CTs, every output format, locally or on Ray.
+* :func:`predict` — a trained model on CTs, every output format, locally or on Ray;
+* :func:`search` — the key-organ search (or its ablation check) and the top-n sweep.
 
 Examples
 --------
@@ -66,7 +67,7 @@ from deepstationing.predict.run import (
 from deepstationing.training import ModelFolder
 
 __all__ = ["rules", "RulesResult", "evaluate", "EvaluationResult", "train", "predict",
-           "CaseResult", "ModelFolder"]
+           "CaseResult", "search", "SearchOutcome", "ModelFolder"]
 
 log = logging.getLogger("deepstationing")
 PathLike = str | os.PathLike
@@ -401,3 +402,83 @@ def predict(inputs: PathLike | Sequence[PathLike], out: PathLike, model: PathLik
         f"{len(cases)} case(s)")
     return predict_local(settings, cases, out, single_folder=single, on_case=on_case,
                          parser=parser)
+
+
+# ---------------------------------------------------------------------- search
+@dataclass
+class SearchOutcome:
+    """What :func:`search` found: the ranking (weights), or the ablation, and the sweep."""
+
+    method: str
+    out: Path
+    #: ``(organ, weight, searched)`` best first (method ``"weights"``)
+    ranked: list[tuple[str, float, bool]] = field(default_factory=list)
+    #: the top-n organs as a ``--channels`` spec (method ``"weights"``)
+    top_spec: str = ""
+    #: ``{organ: mean DSC lost without it}`` and the baseline (method ``"ablation"``)
+    drops: dict[str, float] = field(default_factory=dict)
+    baseline: float | None = None
+    agreement_with_weights: float | None = None
+    #: the top-n sweep: ``[{"n", "mean_dsc", ...}]``
+    sweep: list[dict] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def search(cohort: Cohort | PathLike, fold: int, *, source: str = "pred",
+           method: str = "weights", top: int = 6, sweep: str | Sequence[int] | None = None,
+           config: str = "cpu", epochs: int | None = None, iterations: int | None = None,
+           workdir: PathLike = DEFAULT_WORKDIR, model: PathLike | None = None,
+           out: PathLike | None = None, device: str = "cpu", threads: int | None = 1,
+           workers: int | None = None, verbose: bool = False,
+           progress: Progress = None) -> SearchOutcome:
+    """The key-organ search of ``fold`` (paper section 2.2), or its second opinion.
+
+    Args:
+        cohort: the cohort (folder or :class:`~deepstationing.data.cohort.Cohort`).
+        fold: the held-out fold.
+        source: the organ channels, ``"pred"`` (out-of-fold predictions, the paper) or
+            ``"gt"``.
+        method: ``"weights"`` (softmax channel weights learned with the network) or
+            ``"ablation"`` (held-out DSC lost without each organ,
+            :mod:`deepstationing.search.ablation`).
+        top: organs in the returned ``top_spec``; sweep: also train CT + top-n for each n
+            (``"3-21/3"``, ``"3,6,9"`` or a list; method ``"weights"``).
+        config, epochs, iterations, workdir, model, device, threads, workers, verbose: as
+            in :func:`train`. out: output folder (default ``WORKDIR/search/<cohort>-fold<K>``).
+    """
+    from deepstationing.organs.cascade import default_model_dir
+    from deepstationing.search.ablation import run_ablation
+    from deepstationing.search.ranking import top_spec
+    from deepstationing.search.sweep import parse_sweep, run_search, run_sweep
+    from deepstationing.training import TrainBudget, TrainOptions
+
+    if method not in ("weights", "ablation"):
+        raise InputError(None, f"search method {method!r}: use weights or ablation")
+    if source not in ("pred", "gt"):
+        raise InputError(None, f"search source {source!r}: use pred or gt")
+    cohort = cohort if isinstance(cohort, Cohort) else Cohort(cohort)
+    cohort.test_ids(fold)
+    ns = (parse_sweep(sweep) if isinstance(sweep, str) else list(sweep)) if sweep else []
+    opts = TrainOptions(workdir=workdir, config=config, budget=TrainBudget(epochs, iterations),
+                        device=device, threads=threads, workers=workers, verbose=verbose,
+                        progress=_say(progress))
+    model_dir = Path(model or default_model_dir(opts.workspace, cohort, config))
+    out_dir = Path(out or Path(workdir) / "search" / f"{cohort.root.name}-fold{fold}")
+    if method == "ablation":
+        res = run_ablation(cohort, fold, source=source, options=opts, model_dir=model_dir,
+                           out_dir=out_dir)
+        return SearchOutcome("ablation", out_dir, drops=res["drop"], baseline=res["baseline"],
+                             agreement_with_weights=res.get("agreement_with_weights"),
+                             files=[Path(res["file"])])
+    result = run_search(cohort, fold, source=source, options=opts, model_dir=model_dir,
+                        out_dir=out_dir)
+    outcome = SearchOutcome(
+        "weights", out_dir, [(r.organ, r.weight, r.searched) for r in result.ranked],
+        top_spec(result.ranked, min(top, len(result.ranked)), source=source),
+        files=[result.ranking_file, out_dir / "weights.png"])
+    if ns:
+        doc = run_sweep(cohort, fold, result.ranked, ns, source=source, options=opts,
+                        model=result.model, out_dir=out_dir, progress=opts.say)
+        outcome.sweep = doc["results"]
+        outcome.files += [out_dir / f"sweep.{e}" for e in ("json", "md", "png")]
+    return outcome

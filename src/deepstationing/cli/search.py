@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from deepstationing.backbone.env import DEFAULT_WORKDIR
 
@@ -90,54 +89,30 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepstationing.data.cohort import Cohort
-    from deepstationing.organs.cascade import default_model_dir
-    from deepstationing.search.ranking import top_spec
-    from deepstationing.search.sweep import parse_sweep, run_search, run_sweep
-    from deepstationing.training import TrainBudget, TrainOptions
+    from deepstationing.api import search
 
-    cohort = Cohort(args.cohort)
-    cohort.test_ids(args.fold)
-    ns = parse_sweep(args.sweep) if args.sweep else []
-    opts = TrainOptions(workdir=args.workdir, config=args.config,
-                        budget=TrainBudget(args.epochs, args.iterations), device=args.device,
-                        threads=args.threads, workers=args.workers, verbose=args.verbose,
-                        progress=_say)
-    model_dir = Path(args.model or default_model_dir(opts.workspace, cohort, args.config))
-    out = Path(args.out or Path(args.workdir) / "search" / f"{cohort.root.name}-fold{args.fold}")
-    if args.method == "ablation":
-        return _ablation(cohort, args, opts, model_dir, out)
-    result = run_search(cohort, args.fold, source=args.source, options=opts,
-                        model_dir=model_dir, out_dir=out)
-    print(f"ranking ({args.source} organs, fold {args.fold}):")
-    for r in result.ranked:
-        left_out = "" if r.searched else "  left out: no voxel in the training cases of a half"
-        print(f"  {r.rank:2d}. {r.organ:17s} {r.weight:.4f}{left_out}")
-    spec = top_spec(result.ranked, min(args.top, len(result.ranked)), source=args.source)
-    print(f"top-{args.top}: {spec}")
-    if args.source == "gt":
-        print(f"(for predicted organs: {spec.replace('gt:', 'pred:', 1)})")
-    print(f"wrote {result.ranking_file} and {out / 'weights.png'}", file=sys.stderr)
-    if ns:
-        doc = run_sweep(cohort, args.fold, result.ranked, ns, source=args.source, options=opts,
-                        model=result.model, out_dir=out, progress=_say)
-        for r in doc["results"]:
+    found = search(args.cohort, args.fold, source=args.source, method=args.method,
+                   top=args.top, sweep=args.sweep, config=args.config, epochs=args.epochs,
+                   iterations=args.iterations, workdir=args.workdir, model=args.model,
+                   out=args.out, device=args.device, threads=args.threads,
+                   workers=args.workers, verbose=args.verbose, progress=_say)
+    if found.method == "ablation":
+        print(f"ablation ({args.source} organs, fold {args.fold}; held-out mean DSC with all "
+              f"organs {100 * found.baseline:.1f} %), DSC lost without each organ:")
+        for rank, organ in enumerate(sorted(found.drops, key=lambda k: -found.drops[k]), 1):
+            print(f"  {rank:2d}. {organ:17s} {100 * found.drops[organ]:+.2f} points")
+        if found.agreement_with_weights is not None:
+            print(f"Spearman agreement with the weights' ranking: "
+                  f"{found.agreement_with_weights:.2f}")
+    else:
+        print(f"ranking ({args.source} organs, fold {args.fold}):")
+        for rank, (organ, weight, searched) in enumerate(found.ranked, 1):
+            left_out = "" if searched else "  left out: no voxel in the training cases of a half"
+            print(f"  {rank:2d}. {organ:17s} {weight:.4f}{left_out}")
+        print(f"top-{args.top}: {found.top_spec}")
+        if args.source == "gt":
+            print(f"(for predicted organs: {found.top_spec.replace('gt:', 'pred:', 1)})")
+        for r in found.sweep:
             print(f"  top-{r['n']:2d}: held-out mean DSC {100 * r['mean_dsc']:.1f} %")
-        print(f"wrote {out / 'sweep.json'}, sweep.md and sweep.png", file=sys.stderr)
-    return 0
-
-
-def _ablation(cohort, args, opts, model_dir: Path, out: Path) -> int:
-    from deepstationing.search.ablation import rank_by_drop, run_ablation
-
-    result = run_ablation(cohort, args.fold, source=args.source, options=opts,
-                          model_dir=model_dir, out_dir=out)
-    print(f"ablation ({args.source} organs, fold {args.fold}; held-out mean DSC with all "
-          f"organs {100 * result['baseline']:.1f} %), DSC lost without each organ:")
-    for r in rank_by_drop(result["drop"]):
-        print(f"  {r.rank:2d}. {r.organ:17s} {100 * r.drop:+.2f} points")
-    if "agreement_with_weights" in result:
-        print(f"Spearman agreement with the weights' ranking: "
-              f"{result['agreement_with_weights']:.2f}")
-    print(f"wrote {result['file']}", file=sys.stderr)
+    print(f"wrote {', '.join(str(f) for f in found.files)}", file=sys.stderr)
     return 0
