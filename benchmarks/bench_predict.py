@@ -216,14 +216,69 @@ def dicom_only(args, argv=None) -> int:
     return 0
 
 
+def phantom_cts(work: Path, n: int, *, preset: str = "full",
+                spacing: tuple[float, float, float] | None = None) -> list[Path]:
+    """``n`` phantom CTs (cases 10, 11, ... of seed 0; the preset's grid, or ``spacing``
+    x, y, z mm) as NIfTI files in ``work``, written once and reused."""
+    from deepstationing.data.image import write_image
+    from deepstationing.phantom import generate_case
+
+    tag = preset if spacing is None else f"{preset}_{'x'.join(f'{v:g}' for v in spacing)}"
+    paths = []
+    for i in range(n):
+        path = work / f"{tag}_{i}.nii.gz"
+        if not path.exists():
+            write_image(generate_case(10 + i, seed=0, preset=preset, spacing=spacing).ct, path)
+        paths.append(path)
+    return paths
+
+
+def time_case(parser, path: Path, out_root: Path, *, device: str, dicom: bool = False) -> dict:
+    """Predict one input (a CT file or, with ``dicom``, a DICOM series folder) with a loaded
+    :class:`~deepstationing.stations.network.StationParser` as ``predict`` does, timing
+    every step: read, each network and its input/output steps, writing NIfTI (and, for a
+    series, the RTSTRUCT + two SEGs). Returns the row of the profile (seconds per step,
+    total, peak resident memory so far, CUDA's peak on a GPU)."""
+    from deepstationing.data.image import read_image, write_image
+    from deepstationing.timing import Timings
+
+    if device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    t = Timings()
+    with t("read"):
+        ct = read_image(path)
+    organs, stations = parser.predict(ct, timings=t)
+    out = out_root / (path.parent.name if dicom else path.name.split(".")[0])
+    with t("write"):
+        if organs is not None:
+            write_image(organs, out / "organs.nii.gz")
+        write_image(stations, out / "stations.nii.gz")
+    if dicom:  # as predict --format nifti,rtstruct,seg
+        from deepstationing.data.dicom.export import export_dicom
+
+        export_dicom(path, out, stations=stations, organs=organs, timings=t)
+    row = {"input": f"{path.parent.name}/{path.name}" if dicom else path.name,
+           "shape_zyx": list(ct.shape),
+           "spacing_xyz": [round(v, 2) for v in ct.spacing],
+           "steps": {k: round(v, 2) for k, v in t.steps.items()},
+           "total_s": round(t.total(), 2), "peak_rss_mb_so_far": round(peak_rss_mb())}
+    if device == "cuda":
+        import torch
+
+        row["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    print(f"{path.name} {ct.shape}: {t.total():.1f} s\n{t.table()}", file=sys.stderr,
+          flush=True)
+    return row
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.dicom_only:
         return dicom_only(args, argv)
     from deepstationing.data.image import Image, read_image, write_image
-    from deepstationing.phantom import generate_case
     from deepstationing.stations.network import StationParser
-    from deepstationing.timing import Timings
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -231,19 +286,12 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     parser = StationParser(model, [0], device=args.device, threads=args.threads)
     load_s = time.perf_counter() - t0
-    rows = []
-    inputs = []
-    for i in range(args.cases):
-        path = work / f"full_{i}.nii.gz"
-        if not path.exists():
-            case = generate_case(10 + i, seed=0, preset="full")
-            write_image(case.ct, path)
-        inputs.append(path)
-    dicom = {}
+    inputs = phantom_cts(work, args.cases)
+    dicom = set()
     if args.dicom_slices:
         ct_dir, _, _ = dicom_case(work, args.dicom_slices)
         inputs.append(ct_dir)
-        dicom[ct_dir] = True
+        dicom.add(ct_dir)
     if args.tall:
         path = work / f"tall_{args.tall}.nii.gz"
         if not path.exists():
@@ -252,35 +300,8 @@ def main(argv=None) -> int:
             arr = np.concatenate([ct.array] * reps)[: args.tall]
             write_image(Image(arr, ct.spacing, ct.origin, ct.direction), path)
         inputs.append(path)
-    for path in inputs:
-        if args.device == "cuda":
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
-        t = Timings()
-        with t("read"):
-            ct = read_image(path)
-        organs, stations = parser.predict(ct, timings=t)
-        out = work / "out" / (path.parent.name if path in dicom else path.name.split(".")[0])
-        with t("write"):
-            write_image(organs, out / "organs.nii.gz")
-            write_image(stations, out / "stations.nii.gz")
-        if path in dicom:  # as predict --format nifti,rtstruct,seg
-            from deepstationing.data.dicom.export import export_dicom
-
-            export_dicom(path, out, stations=stations, organs=organs, timings=t)
-        row = {"input": f"{path.parent.name}/{path.name}" if path in dicom else path.name,
-               "shape_zyx": list(ct.shape),
-               "spacing_xyz": [round(v, 2) for v in ct.spacing],
-               "steps": {k: round(v, 2) for k, v in t.steps.items()},
-               "total_s": round(t.total(), 2), "peak_rss_mb_so_far": round(peak_rss_mb())}
-        if args.device == "cuda":
-            import torch
-
-            row["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-        rows.append(row)
-        print(f"{path.name} {ct.shape}: {t.total():.1f} s\n{t.table()}", file=sys.stderr,
-              flush=True)
+    rows = [time_case(parser, path, work / "out", device=args.device, dicom=path in dicom)
+            for path in inputs]
     meta = {"command": "python benchmarks/bench_predict.py " + " ".join(argv or sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d %H:%M"), "device": args.device,
             "threads": args.threads, "model_load_s": round(load_s, 2),
