@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepstationing.backbone.env import DEFAULT_WORKDIR
 from deepstationing.data.cohort import Cohort
@@ -65,6 +66,9 @@ from deepstationing.predict.run import (
     predict_on_ray,
 )
 from deepstationing.training import ModelFolder
+
+if TYPE_CHECKING:
+    from deepstationing.backbone.channels import ChannelSpec
 
 __all__ = ["rules", "RulesResult", "evaluate", "EvaluationResult", "train", "predict",
            "CaseResult", "search", "SearchOutcome", "ModelFolder"]
@@ -282,7 +286,6 @@ def train(what: str, cohort: Cohort | PathLike, fold: int | str, *, config: str 
     Returns:
         The model folder.
     """
-    from deepstationing.backbone.channels import ChannelSpec
     from deepstationing.backbone.plans import CpuConfig
     from deepstationing.data.atomic import ensure_folder
     from deepstationing.organs.cascade import default_model_dir, train_organs
@@ -292,30 +295,9 @@ def train(what: str, cohort: Cohort | PathLike, fold: int | str, *, config: str 
     if what not in ("organs", "stations"):
         raise ValueError(f"what must be 'organs' or 'stations', got {what!r}")
     cohort = cohort if isinstance(cohort, Cohort) else Cohort(cohort)
-    if str(fold) == "all":
-        folds = sorted({c.fold for c in cohort if c.fold is not None})
-    else:
-        try:
-            folds = [int(fold)]
-        except ValueError:
-            raise InputError(cohort.root, f"fold {fold!r}: expected an integer or 'all'") \
-                from None
-        cohort.test_ids(folds[0])
-    try:
-        spec = ChannelSpec.parse(channels)
-    except ValueError as exc:
-        raise InputError(None, f"channels: {exc}") from None
-    if nested_organs:
-        if spec.source not in ("pred", "nested") or not spec.organs:
-            raise InputError(None, f"nested organ channels go with predicted organ channels "
-                                   f"(pred:...), not {spec}")
-        spec = ChannelSpec("nested", spec.organs, spec.encoding)
-    for label, value, least in (("epochs", epochs, 1), ("iterations", iterations, 1),
-                                ("workers", workers, 0)):
-        if value is not None and value < least:
-            raise InputError(None, f"{label} {value}: must be at least {least}")
-    if spacing is not None and (len(spacing) != 3 or min(spacing) <= 0):
-        raise InputError(None, f"spacing {tuple(spacing)}: three positive values in mm")
+    folds = _train_folds(cohort, fold)
+    spec = _station_channels(channels, nested_organs)
+    _check_train_numbers(epochs, iterations, workers, spacing)
     opts = TrainOptions(workdir=workdir, config=config,
                         cpu=CpuConfig(*network) if network else None,
                         budget=TrainBudget(epochs, iterations), device=device,
@@ -332,6 +314,46 @@ def train(what: str, cohort: Cohort | PathLike, fold: int | str, *, config: str 
         else:
             train_stations(cohort, f, channels=spec, options=opts, model_dir=model_dir)
     return model_dir
+
+
+def _train_folds(cohort: Cohort, fold: int | str) -> list[int]:
+    """The folds to train: every fold of the cohort for ``"all"``, else the one (checked)."""
+    if str(fold) == "all":
+        return sorted({c.fold for c in cohort if c.fold is not None})
+    try:
+        folds = [int(fold)]
+    except ValueError:
+        raise InputError(cohort.root, f"fold {fold!r}: expected an integer or 'all'") \
+            from None
+    cohort.test_ids(folds[0])
+    return folds
+
+
+def _station_channels(channels: str, nested_organs: bool) -> ChannelSpec:
+    """The stations' organ input channels (a ``ChannelSpec``), ``nested:`` when asked."""
+    from deepstationing.backbone.channels import ChannelSpec
+
+    try:
+        spec = ChannelSpec.parse(channels)
+    except ValueError as exc:
+        raise InputError(None, f"channels: {exc}") from None
+    if nested_organs:
+        if spec.source not in ("pred", "nested") or not spec.organs:
+            raise InputError(None, f"nested organ channels go with predicted organ channels "
+                                   f"(pred:...), not {spec}")
+        spec = ChannelSpec("nested", spec.organs, spec.encoding)
+    return spec
+
+
+def _check_train_numbers(epochs: int | None, iterations: int | None, workers: int | None,
+                         spacing: Sequence[float] | None) -> None:
+    """Reject a budget, worker count or spacing out of range (one clear line each)."""
+    for label, value, least in (("epochs", epochs, 1), ("iterations", iterations, 1),
+                                ("workers", workers, 0)):
+        if value is not None and value < least:
+            raise InputError(None, f"{label} {value}: must be at least {least}")
+    if spacing is not None and (len(spacing) != 3 or min(spacing) <= 0):
+        raise InputError(None, f"spacing {tuple(spacing)}: three positive values in mm")
 
 
 def _organ_stages(stages: str | Sequence[str]) -> tuple[str, ...]:

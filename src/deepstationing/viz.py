@@ -138,16 +138,7 @@ def render_case(out_png: str | os.PathLike, *, ct: Image | None = None,
         k, r, c = ref.world_to_index(point_mm)
         row = int(np.clip(round(r), 0, ref.shape[1] - 1))
         col = int(np.clip(round(c), 0, ref.shape[2] - 1))
-    rows: list[tuple[str, Image | None, LabelSet | None]] = []
-    if organs is not None:
-        rows.append(("organs", organs, ORGANS))
-    if stations is not None:
-        rows.append(("stations (truth)" if compare is not None else "stations", stations,
-                     STATIONS))
-    if compare is not None:
-        rows.append((compare_name, compare, STATIONS))
-    if not rows:
-        rows.append(("CT", None, None))
+    rows = _label_rows(organs, stations, compare, compare_name)
     ncol = len(axial) + 2
     notes = list(notes or [])
     foot = 0.22 * len(notes) + (0.1 if notes else 0.0)  # inches of text under the panels
@@ -169,54 +160,80 @@ def render_case(out_png: str | os.PathLike, *, ct: Image | None = None,
         lab_p = _panels(lab, axial, row, col) if lab is not None else None
         for j in range(ncol):
             ax = fig.add_subplot(gs[i, j])
-            ax.set_facecolor("black")
-            if ct_p is not None:
-                arr, ext, org = ct_p[j]
-                ax.imshow(arr, cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], extent=ext,
-                          origin=org, interpolation="bilinear")
-            if lab_p is not None:
-                arr, ext, org = lab_p[j]
-                alpha = 0.45 if labels is ORGANS else 0.65
-                ax.imshow(_rgba(arr, labels, alpha), extent=ext, origin=org,
-                          interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for sp in ax.spines.values():
-                sp.set_color("#444")
+            _draw_panel(ax, ct_p[j] if ct_p is not None else None,
+                        lab_p[j] if lab_p is not None else None, labels)
             if i == 0:
                 ax.set_title(view_names[j], color="white", fontsize=9, pad=3)
             if j == 0:
                 ax.text(0.02, 0.97, rname, transform=ax.transAxes, color="white",
                         fontsize=9, va="top", ha="left",
                         bbox=dict(facecolor="black", alpha=0.6, lw=0, pad=1.5))
-            if j < len(axial) or j == len(axial):  # axial and coronal: patient R on the left
-                ax.text(0.02, 0.5, "R", transform=ax.transAxes, color="#ffd54a", fontsize=8,
-                        va="center")
-                ax.text(0.96, 0.5, "L", transform=ax.transAxes, color="#ffd54a", fontsize=8,
-                        va="center")
-            else:
-                ax.text(0.02, 0.5, "A", transform=ax.transAxes, color="#ffd54a", fontsize=8,
-                        va="center")
-                ax.text(0.96, 0.5, "P", transform=ax.transAxes, color="#ffd54a", fontsize=8,
-                        va="center")
-        # legend
-        lax = fig.add_subplot(gs[i, ncol])
-        lax.axis("off")
-        if lab is not None:
-            present = set(np.unique(lab.array).tolist()) - {0}
-            handles = [Patch(facecolor=np.asarray(lb.color) / 255.0, edgecolor="none",
-                             label=(lb.key if labels is STATIONS else lb.name))
-                       for lb in labels if lb.id in present]
-            if handles:
-                ncols = 1 if len(handles) <= 12 else 2
-                leg = lax.legend(handles=handles, loc="center left", fontsize=7.5,
-                                 ncol=ncols, frameon=False, handlelength=1.2,
-                                 labelcolor="white", borderaxespad=0.2,
-                                 title=rname, title_fontsize=8.5)
-                leg.get_title().set_color("white")
+            _draw_sides(ax, sagittal=j > len(axial))  # the last view is sagittal
+        _draw_legend(fig.add_subplot(gs[i, ncol]), lab, labels, rname)
     if title:
         fig.suptitle(title, color="white", fontsize=11, y=0.998, va="top")
     out = Path(out_png)
     with atomic_output(out) as staged:  # a Figure without pyplot: no global backend change
         fig.savefig(staged.path, dpi=dpi, facecolor=_BG, format=out.suffix[1:].lower() or "png")
     return out
+
+
+def _label_rows(organs: Image | None, stations: Image | None, compare: Image | None,
+                compare_name: str) -> list[tuple[str, Image | None, LabelSet | None]]:
+    """The figure's rows: (name, label map, its label set); one plain CT row when none."""
+    rows: list[tuple[str, Image | None, LabelSet | None]] = []
+    if organs is not None:
+        rows.append(("organs", organs, ORGANS))
+    if stations is not None:
+        rows.append(("stations (truth)" if compare is not None else "stations", stations,
+                     STATIONS))
+    if compare is not None:
+        rows.append((compare_name, compare, STATIONS))
+    if not rows:
+        rows.append(("CT", None, None))
+    return rows
+
+
+def _draw_panel(ax, ct_panel: tuple | None, lab_panel: tuple | None,
+                labels: LabelSet | None) -> None:
+    """One view: the CT in the mediastinal window with the label map over it."""
+    ax.set_facecolor("black")
+    if ct_panel is not None:
+        arr, ext, org = ct_panel
+        ax.imshow(arr, cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], extent=ext,
+                  origin=org, interpolation="bilinear")
+    if lab_panel is not None:
+        arr, ext, org = lab_panel
+        alpha = 0.45 if labels is ORGANS else 0.65
+        ax.imshow(_rgba(arr, labels, alpha), extent=ext, origin=org,
+                  interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for sp in ax.spines.values():
+        sp.set_color("#444")
+
+
+def _draw_sides(ax, *, sagittal: bool) -> None:
+    """The patient's sides on a view: R/L (axial and coronal: R on the left) or A/P."""
+    near, far = ("A", "P") if sagittal else ("R", "L")
+    ax.text(0.02, 0.5, near, transform=ax.transAxes, color="#ffd54a", fontsize=8,
+            va="center")
+    ax.text(0.96, 0.5, far, transform=ax.transAxes, color="#ffd54a", fontsize=8,
+            va="center")
+
+
+def _draw_legend(lax, lab: Image | None, labels: LabelSet | None, rname: str) -> None:
+    """The row's legend: the labels present in its label map."""
+    lax.axis("off")
+    if lab is not None:
+        present = set(np.unique(lab.array).tolist()) - {0}
+        handles = [Patch(facecolor=np.asarray(lb.color) / 255.0, edgecolor="none",
+                         label=(lb.key if labels is STATIONS else lb.name))
+                   for lb in labels if lb.id in present]
+        if handles:
+            ncols = 1 if len(handles) <= 12 else 2
+            leg = lax.legend(handles=handles, loc="center left", fontsize=7.5,
+                             ncol=ncols, frameon=False, handlelength=1.2,
+                             labelcolor="white", borderaxespad=0.2,
+                             title=rname, title_fontsize=8.5)
+            leg.get_title().set_color("white")

@@ -181,19 +181,8 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
     workspace.create()
     did = dataset_id_for(workspace, key)
     ref = DatasetRef(did, f"Dataset{did:03d}_{name}", workspace.raw / f"Dataset{did:03d}_{name}")
-    source = {
-        "key": key,
-        "labels": labels.to_json(),
-        "channels": channels.to_json(),
-        "orientation": orientation,
-        "spacing": [float(v) for v in spacing],
-        "cases": [{"id": c.case_id, "fold": c.fold, "ct": _stamp(c.ct), "target": _stamp(c.target),
-                   "organs": _stamp(c.organs) if channels.organs else None,
-                   "channel_origin": c.channel_origin if channels.organs else None,
-                   # only when set: exports of cohorts without patients stay as they were
-                   **({"patient": c.patient} if c.patient is not None else {})}
-                  for c in cases],
-    }
+    source = _export_source(key, cases, labels=labels, channels=channels, spacing=spacing,
+                            orientation=orientation)
     source_file = ref.raw_folder / "deepstationing_source.json"
     if source_file.exists() and json.loads(source_file.read_text()) == source:
         return ref, False
@@ -208,26 +197,60 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
     for n, case in enumerate(cases, 1):
         if progress:
             progress(f"exporting {name}: case {n}/{len(cases)} ({case.case_id})")
-        ct = read_image(case.ct)
-        grid = stage_grid(ct, spacing, orientation)
-        write_image(grid, images / f"{case.case_id}_0000.nii.gz")
-        target = read_image(case.target, label=True)
-        check_same_geometry(ct, target, reference_name=str(case.ct))
-        target = labels_on_grid(target, grid, orientation)
-        write_image(grid.with_array(labels.to_local(target.array)),
-                    targets / f"{case.case_id}.nii.gz")
-        if channels.organs:
-            if case.organs is None:
-                raise ValueError(f"case {case.case_id}: organ channels requested but no organ map")
-            organ_map = read_image(case.organs, label=True)
-            check_same_geometry(ct, organ_map, reference_name=str(case.ct))
-            organ_map = labels_on_grid(organ_map, grid, orientation)
-            encoded = encode_channels(organ_map.array, channels, grid.array_spacing)
-            for i, channel in enumerate(encoded):
-                write_image(grid.with_array(channel),
-                            images / f"{case.case_id}_{i + 1:04d}.nii.gz")
+        _export_case(case, images, targets, labels=labels, channels=channels, spacing=spacing,
+                     orientation=orientation)
+    write_json_atomic(_dataset_json(key, name, cases, labels, channels),
+                      ref.raw_folder / "dataset.json")
+    write_json_atomic(source, source_file)
+    return ref, True
+
+
+def _export_source(key: str, cases: Sequence[ExportCase], *, labels: StageLabels,
+                   channels: ChannelSpec, spacing: Sequence[float], orientation: str) -> dict:
+    """What an export is made from (``deepstationing_source.json``): equal means unchanged."""
+    return {
+        "key": key,
+        "labels": labels.to_json(),
+        "channels": channels.to_json(),
+        "orientation": orientation,
+        "spacing": [float(v) for v in spacing],
+        "cases": [{"id": c.case_id, "fold": c.fold, "ct": _stamp(c.ct), "target": _stamp(c.target),
+                   "organs": _stamp(c.organs) if channels.organs else None,
+                   "channel_origin": c.channel_origin if channels.organs else None,
+                   # only when set: exports of cohorts without patients stay as they were
+                   **({"patient": c.patient} if c.patient is not None else {})}
+                  for c in cases],
+    }
+
+
+def _export_case(case: ExportCase, images: Path, targets: Path, *, labels: StageLabels,
+                 channels: ChannelSpec, spacing: Sequence[float], orientation: str) -> None:
+    """Write one case's CT, target and organ channels on the stage grid."""
+    ct = read_image(case.ct)
+    grid = stage_grid(ct, spacing, orientation)
+    write_image(grid, images / f"{case.case_id}_0000.nii.gz")
+    target = read_image(case.target, label=True)
+    check_same_geometry(ct, target, reference_name=str(case.ct))
+    target = labels_on_grid(target, grid, orientation)
+    write_image(grid.with_array(labels.to_local(target.array)),
+                targets / f"{case.case_id}.nii.gz")
+    if channels.organs:
+        if case.organs is None:
+            raise ValueError(f"case {case.case_id}: organ channels requested but no organ map")
+        organ_map = read_image(case.organs, label=True)
+        check_same_geometry(ct, organ_map, reference_name=str(case.ct))
+        organ_map = labels_on_grid(organ_map, grid, orientation)
+        encoded = encode_channels(organ_map.array, channels, grid.array_spacing)
+        for i, channel in enumerate(encoded):
+            write_image(grid.with_array(channel),
+                        images / f"{case.case_id}_{i + 1:04d}.nii.gz")
+
+
+def _dataset_json(key: str, name: str, cases: Sequence[ExportCase], labels: StageLabels,
+                  channels: ChannelSpec) -> dict:
+    """nnU-Net's ``dataset.json`` of the export (with the files of every case listed)."""
     patients = {c.case_id: c.patient for c in cases if c.patient is not None}
-    dataset_json = {
+    return {
         "name": name,
         "channel_names": channels.channel_names(),
         "labels": labels.dataset_labels(),
@@ -242,6 +265,3 @@ def export_dataset(workspace: Workspace, key: str, name: str, cases: Sequence[Ex
                            "channels": channels.to_json(),
                            **({"patients": patients} if patients else {})},
     }
-    write_json_atomic(dataset_json, ref.raw_folder / "dataset.json")
-    write_json_atomic(source, source_file)
-    return ref, True

@@ -144,9 +144,7 @@ def train_fold(workspace: Workspace, plans: PlansRef, fold: int | str, *, traine
     """
     say = progress or (lambda msg: None)
     out = fold_folder(workspace, plans, fold, trainer)
-    marker = workspace.preprocessed / plans.dataset.name / \
-        f"deepstationing_{plans.plans_identifier}.json"
-    data = hashlib.sha1(marker.read_bytes()).hexdigest()[:12] if marker.exists() else None
+    data = _data_stamp(workspace, plans)
     with nnunet_environment(workspace, n_proc_da=workers, threads=threads), \
             warnings.catch_warnings():
         # nnU-Net's pseudo Dice divides 0 by 0 for classes absent from a validation batch
@@ -156,21 +154,9 @@ def train_fold(workspace: Workspace, plans: PlansRef, fold: int | str, *, traine
         val_iterations = int(budget.val_iterations)
         want = {"trainer": trainer, "iterations": iterations, "data": data, "epochs": epochs,
                 "settings": trainer_settings or {}}
-        record = out / "deepstationing_budget.json"
-        have = json.loads(record.read_text()) if record.exists() else None
-        final, latest = out / "checkpoint_final.pth", out / "checkpoint_latest.pth"
-        plan = "restart" if restart and out.exists() else fold_plan(
-            have, want, final=final.exists(), latest=latest.exists())
+        plan = _prepare_fold_folder(out, want, restart)
         if plan == "done":
             return out
-        if plan == "restart" and out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        if plan == "extend":
-            # the final state becomes the latest one: an interrupted extension resumes from
-            # it (or from a later checkpoint) and never mistakes it for a finished run
-            final.replace(latest)
-        write_json_atomic(want, record)
         sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
         with sink:
             from batchgenerators.utilities.file_and_folder_operations import load_json
@@ -191,8 +177,40 @@ def train_fold(workspace: Workspace, plans: PlansRef, fold: int | str, *, traine
             tr.seed = seed
             tr.progress = say
             if plan in ("resume", "extend"):
-                tr.load_checkpoint(str(latest))
+                tr.load_checkpoint(str(out / "checkpoint_latest.pth"))
                 verb = "resuming" if plan == "resume" else "extending"
                 say(f"  {verb} from epoch {tr.current_epoch} to {epochs}")
             tr.run_training()
     return out
+
+
+def _data_stamp(workspace: Workspace, plans: PlansRef) -> str | None:
+    """A hash of the preprocessed data's marker file (``None`` when there is none)."""
+    marker = workspace.preprocessed / plans.dataset.name / \
+        f"deepstationing_{plans.plans_identifier}.json"
+    return hashlib.sha1(marker.read_bytes()).hexdigest()[:12] if marker.exists() else None
+
+
+def _prepare_fold_folder(out: Path, want: dict, restart: bool) -> str:
+    """Decide what to do with the fold folder (:func:`fold_plan`) and get it ready for it.
+
+    Returns the plan; on ``"done"`` nothing is touched. Otherwise the folder exists
+    (emptied on ``"restart"``), an extension's final checkpoint became its latest one, and
+    ``want`` is recorded in ``deepstationing_budget.json``.
+    """
+    record = out / "deepstationing_budget.json"
+    have = json.loads(record.read_text()) if record.exists() else None
+    final, latest = out / "checkpoint_final.pth", out / "checkpoint_latest.pth"
+    plan = "restart" if restart and out.exists() else fold_plan(
+        have, want, final=final.exists(), latest=latest.exists())
+    if plan == "done":
+        return plan
+    if plan == "restart" and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if plan == "extend":
+        # the final state becomes the latest one: an interrupted extension resumes from
+        # it (or from a later checkpoint) and never mistakes it for a finished run
+        final.replace(latest)
+    write_json_atomic(want, record)
+    return plan

@@ -246,100 +246,12 @@ def write_report(ctx, store: JobStore) -> dict[str, Path]:
     exp = json.loads((out / "experiment.json").read_text())
     settings = data["settings"]
     scale = ctx.scale
-    lines = ["# DeepStationing on the phantom: the paper's protocol", ""]
-    lines += [f"*Scale `{scale.name}`: {scale.description}.*", ""]
-    if scale.name == "demo":
-        lines += ["> **A demo, not the method's performance**: a coarse grid, 8 cases, one "
-                  "held-out fold of 4 cases and about a minute of training per network on a "
-                  "CPU. The networks learn, but far from convergence; the orderings below "
-                  "rest on one fold. Run `--scale cpu` (a day and a half on 2 CPU cores) or "
-                  "`--scale full` (GPUs) for the paper's protocol at budgets that converge.",
-                  ""]
-    lines += ["Held-out evaluation: patient-level cross-validation with the cohort's folds; "
-              "each fold's test cases are predicted by that fold's models only (station "
-              "network and organ cascade). The phantom is a test bed with a known answer, "
-              "not a substitute for clinical validation.", ""]
-    # ---- Table 1
-    table1 = {TABLE1[n]: settings[n]["rows"] for n in TABLE1 if n in settings}
-    if table1:
-        md = summary_markdown(table1, labels=list(schema.STATIONS.keys),
-                              title="Table 1: station parsing, held-out cases")
-        lines += md.replace("# Table 1", "## Table 1", 1).replace("\n## ", "\n### ").splitlines()
-        lines += ["", "![Table 1 settings per fold](figures/table1_folds.png)", ""]
-        _figure_settings(settings, list(TABLE1), figures / "table1_folds.png")
-        per_fold = {n: list(settings[n]["per_fold"].values()) for n in TABLE1 if n in settings}
-        lines += ["### The paper's orderings on the phantom (mean DSC per fold)", ""]
-        lines += [f"- {s}" for s in paper_orderings(per_fold)] + [""]
-        shown = [f for f in exp["folds"]
-                 if any(f in settings[n]["per_fold"] for n in TABLE1 if n in settings)]
-        lines += ["| setting | " + " | ".join(f"fold {f}" for f in shown) + " |",
-                  "|---|" + "---|" * len(shown)]
-        for n in TABLE1:
-            if n in settings:
-                pf = settings[n]["per_fold"]
-                lines.append(f"| {TABLE1[n]} | " + " | ".join(
-                    f"{100 * pf[f]:.1f}" if f in pf else "" for f in shown) + " |")
-        lines.append("")
-    # ---- ablations
-    abl = [n for n in ABLATIONS if n in settings]
-    if abl:
-        lines += ["## Ablations (section 3): which six organs", "",
-                  "| setting | organs (fold 0) | DSC (%) | HD95 (mm) |", "|---|---|---|---|"]
-        for n in ["ct", "top6"] + abl:
-            if n not in settings:
-                continue
-            rows = settings[n]["rows"]
-            dsc = mean_dsc(rows)
-            hd = np.nanmean([r.hd95 for r in rows]) if rows else float("nan")
-            spec = settings[n]["specs"].get(exp["folds"][0], "")
-            lines.append(f"| {_title(n)} | {spec.split(':', 1)[-1].replace(',', ', ')} | "
-                         f"{100 * dsc:.1f} | {hd:.1f} |")
-        lines.append("")
-    # ---- top-n sweep
-    tops = sorted((int(n[3:]), n) for n in settings if re.fullmatch(r"top\d+", n))
-    if len(tops) > 1:
-        points = []
-        for n, name in tops:
-            folds = [f for f in settings[name]["per_fold"] if f in scale.sweep_folds]
-            vals = [settings[name]["per_fold"][f] for f in folds]
-            if vals:
-                points.append((n, float(np.mean(vals)), float(np.std(vals))))
-        _figure_curve(points, figures / "topn.png")
-        lines += ["## Top-n searched organs (Fig. 3b)", "", "![top-n](figures/topn.png)", "",
-                  "| top-n | DSC (%) |", "|---|---|"]
-        lines += [f"| {n} | {100 * m:.1f} |" for n, m, _ in points] + [""]
-    # ---- searches
-    if data["searches"]:
-        lines += ["## Key-organ search: top-6 per fold", "",
-                  "| source | fold | top-6 (weight) |", "|---|---|---|"]
-        for (source, fold), res in sorted(data["searches"].items()):
-            top = ", ".join(f"{r['organ']} ({r['weight']:.3f})" for r in res["ranking"][:6])
-            lines.append(f"| {source} | {fold} | {top} |")
-        lines.append("")
-        first = sorted(data["searches"])[0]
-        src = Path(data["searches"][first]["folder"]) / "weights.png"
-        if src.exists():
-            (figures / "search_weights.png").write_bytes(src.read_bytes())
-            lines += [f"![organ weights during the search ({first[0]}, fold {first[1]})]"
-                      "(figures/search_weights.png)", ""]
-        lines += [f"Paper's top-6: {', '.join(schema.PAPER_TOP6_ORGANS)}.", ""]
-    # ---- organs
-    if data["organs"]:
-        o = data["organs"]
-        cols = [c for c in ("cascade", "single") if c in o]
-        lines += ["## Organ segmentation (held-out, out-of-fold predictions)", "",
-                  "| organ | anchor | " + " | ".join(
-                      {"cascade": "stratified cascade", "single": "single network"}[c]
-                      for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
-        for key in schema.ORGANS.keys:
-            lines.append(f"| {key} | {'yes' if key in schema.ANCHOR_ORGANS else ''} | "
-                         + " | ".join(f"{100 * o[c]['per_organ'][key]:.1f}" for c in cols)
-                         + " |")
-        for label, k in (("mean anchors", "anchors"), ("mean non-anchors", "non_anchors"),
-                         ("mean all 22", "all")):
-            lines.append(f"| **{label}** | | " + " | ".join(f"{100 * o[c][k]:.1f}"
-                                                            for c in cols) + " |")
-        lines.append("")
+    lines = _intro_lines(scale)
+    lines += _table1_lines(settings, exp, figures)
+    lines += _ablation_lines(settings, exp)
+    lines += _topn_lines(settings, scale, figures)
+    lines += _search_lines(data["searches"], figures)
+    lines += _organ_lines(data["organs"])
     # ---- zones
     zone_lines = _zone_table(settings)
     if len(zone_lines) > 2:
@@ -354,27 +266,156 @@ def write_report(ctx, store: JobStore) -> dict[str, Path]:
     if overlays:
         lines += ["## Held-out cases: truth and prediction", ""]
         lines += [f"![{cid}](figures/{png.name})" for cid, png in overlays] + [""]
-    # ---- the run
-    total = sum(s for _, state, s, _ in data["jobs"] if state == "done")
-    lines += ["## The run", "",
-              f"- Command: `{exp['command']}`",
-              f"- deepstationing {exp['deepstationing']}, nnU-Net {exp['nnunetv2']}, PyTorch "
-              f"{exp['torch']}, Python {exp['python']}",
-              f"- Machine: {exp['machine']}, {exp['cpus']} CPU cores, GPU: {exp['gpu'] or 'none'}"
-              f"; device `{exp['device']}`",
-              f"- Cohort: `{exp['cohort']}` ({scale.cases} phantom cases, preset "
-              f"{scale.preset}, seed {scale.seed}), folds {exp['folds']}",
-              f"- Budgets (epochs x iterations): organs {scale.organ_budget}, stations "
-              f"{scale.station_budget}, search {scale.search_budget}; config {scale.config}",
-              f"- Wall time of the jobs: {total / 60:.1f} min in all (started "
-              f"{exp['started']}, report written {time.strftime('%Y-%m-%d %H:%M')})", "",
-              "| job | state | seconds | host |", "|---|---|---|---|"]
-    lines += [f"| {j} | {st} | {s:.0f} | {h} |" for j, st, s, h in data["jobs"]
-              if j != "report"] + [""]
+    lines += _run_lines(exp, scale, data["jobs"])
     text = "\n".join(lines) + "\n"
     md_path = write_text_atomic(text, out / "report.md")
     html_path = write_text_atomic(to_html(text, out), out / "report.html")
     return {"markdown": md_path, "html": html_path}
+
+
+def _intro_lines(scale) -> list[str]:
+    """The report's title, its scale and what the held-out evaluation is."""
+    lines = ["# DeepStationing on the phantom: the paper's protocol", ""]
+    lines += [f"*Scale `{scale.name}`: {scale.description}.*", ""]
+    if scale.name == "demo":
+        lines += ["> **A demo, not the method's performance**: a coarse grid, 8 cases, one "
+                  "held-out fold of 4 cases and about a minute of training per network on a "
+                  "CPU. The networks learn, but far from convergence; the orderings below "
+                  "rest on one fold. Run `--scale cpu` (a day and a half on 2 CPU cores) or "
+                  "`--scale full` (GPUs) for the paper's protocol at budgets that converge.",
+                  ""]
+    lines += ["Held-out evaluation: patient-level cross-validation with the cohort's folds; "
+              "each fold's test cases are predicted by that fold's models only (station "
+              "network and organ cascade). The phantom is a test bed with a known answer, "
+              "not a substitute for clinical validation.", ""]
+    return lines
+
+
+def _table1_lines(settings: dict, exp: dict, figures: Path) -> list[str]:
+    """Table 1, its per-fold figure, the paper's orderings and the per-fold table."""
+    table1 = {TABLE1[n]: settings[n]["rows"] for n in TABLE1 if n in settings}
+    if not table1:
+        return []
+    lines: list[str] = []
+    md = summary_markdown(table1, labels=list(schema.STATIONS.keys),
+                          title="Table 1: station parsing, held-out cases")
+    lines += md.replace("# Table 1", "## Table 1", 1).replace("\n## ", "\n### ").splitlines()
+    lines += ["", "![Table 1 settings per fold](figures/table1_folds.png)", ""]
+    _figure_settings(settings, list(TABLE1), figures / "table1_folds.png")
+    per_fold = {n: list(settings[n]["per_fold"].values()) for n in TABLE1 if n in settings}
+    lines += ["### The paper's orderings on the phantom (mean DSC per fold)", ""]
+    lines += [f"- {s}" for s in paper_orderings(per_fold)] + [""]
+    shown = [f for f in exp["folds"]
+             if any(f in settings[n]["per_fold"] for n in TABLE1 if n in settings)]
+    lines += ["| setting | " + " | ".join(f"fold {f}" for f in shown) + " |",
+              "|---|" + "---|" * len(shown)]
+    for n in TABLE1:
+        if n in settings:
+            pf = settings[n]["per_fold"]
+            lines.append(f"| {TABLE1[n]} | " + " | ".join(
+                f"{100 * pf[f]:.1f}" if f in pf else "" for f in shown) + " |")
+    lines.append("")
+    return lines
+
+
+def _ablation_lines(settings: dict, exp: dict) -> list[str]:
+    """The ablations' table (section 3): which six organs."""
+    abl = [n for n in ABLATIONS if n in settings]
+    if not abl:
+        return []
+    lines = ["## Ablations (section 3): which six organs", "",
+             "| setting | organs (fold 0) | DSC (%) | HD95 (mm) |", "|---|---|---|---|"]
+    for n in ["ct", "top6"] + abl:
+        if n not in settings:
+            continue
+        rows = settings[n]["rows"]
+        dsc = mean_dsc(rows)
+        hd = np.nanmean([r.hd95 for r in rows]) if rows else float("nan")
+        spec = settings[n]["specs"].get(exp["folds"][0], "")
+        lines.append(f"| {_title(n)} | {spec.split(':', 1)[-1].replace(',', ', ')} | "
+                     f"{100 * dsc:.1f} | {hd:.1f} |")
+    lines.append("")
+    return lines
+
+
+def _topn_lines(settings: dict, scale, figures: Path) -> list[str]:
+    """The top-n sweep (Fig. 3b): its curve and table, when more than one n ran."""
+    tops = sorted((int(n[3:]), n) for n in settings if re.fullmatch(r"top\d+", n))
+    if len(tops) <= 1:
+        return []
+    points = []
+    for n, name in tops:
+        folds = [f for f in settings[name]["per_fold"] if f in scale.sweep_folds]
+        vals = [settings[name]["per_fold"][f] for f in folds]
+        if vals:
+            points.append((n, float(np.mean(vals)), float(np.std(vals))))
+    _figure_curve(points, figures / "topn.png")
+    lines = ["## Top-n searched organs (Fig. 3b)", "", "![top-n](figures/topn.png)", "",
+             "| top-n | DSC (%) |", "|---|---|"]
+    lines += [f"| {n} | {100 * m:.1f} |" for n, m, _ in points] + [""]
+    return lines
+
+
+def _search_lines(searches: dict, figures: Path) -> list[str]:
+    """The key-organ searches' top-6 per fold and the first search's weights figure."""
+    if not searches:
+        return []
+    lines = ["## Key-organ search: top-6 per fold", "",
+             "| source | fold | top-6 (weight) |", "|---|---|---|"]
+    for (source, fold), res in sorted(searches.items()):
+        top = ", ".join(f"{r['organ']} ({r['weight']:.3f})" for r in res["ranking"][:6])
+        lines.append(f"| {source} | {fold} | {top} |")
+    lines.append("")
+    first = sorted(searches)[0]
+    src = Path(searches[first]["folder"]) / "weights.png"
+    if src.exists():
+        (figures / "search_weights.png").write_bytes(src.read_bytes())
+        lines += [f"![organ weights during the search ({first[0]}, fold {first[1]})]"
+                  "(figures/search_weights.png)", ""]
+    lines += [f"Paper's top-6: {', '.join(schema.PAPER_TOP6_ORGANS)}.", ""]
+    return lines
+
+
+def _organ_lines(o: dict | None) -> list[str]:
+    """The organ table: stratified cascade vs single network, anchors vs non-anchors."""
+    if not o:
+        return []
+    cols = [c for c in ("cascade", "single") if c in o]
+    lines = ["## Organ segmentation (held-out, out-of-fold predictions)", "",
+             "| organ | anchor | " + " | ".join(
+                 {"cascade": "stratified cascade", "single": "single network"}[c]
+                 for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for key in schema.ORGANS.keys:
+        lines.append(f"| {key} | {'yes' if key in schema.ANCHOR_ORGANS else ''} | "
+                     + " | ".join(f"{100 * o[c]['per_organ'][key]:.1f}" for c in cols)
+                     + " |")
+    for label, k in (("mean anchors", "anchors"), ("mean non-anchors", "non_anchors"),
+                     ("mean all 22", "all")):
+        lines.append(f"| **{label}** | | " + " | ".join(f"{100 * o[c][k]:.1f}"
+                                                        for c in cols) + " |")
+    lines.append("")
+    return lines
+
+
+def _run_lines(exp: dict, scale, jobs: list) -> list[str]:
+    """What the run was: command, versions, machine, cohort, budgets and the jobs' times."""
+    total = sum(s for _, state, s, _ in jobs if state == "done")
+    lines = ["## The run", "",
+             f"- Command: `{exp['command']}`",
+             f"- deepstationing {exp['deepstationing']}, nnU-Net {exp['nnunetv2']}, PyTorch "
+             f"{exp['torch']}, Python {exp['python']}",
+             f"- Machine: {exp['machine']}, {exp['cpus']} CPU cores, GPU: {exp['gpu'] or 'none'}"
+             f"; device `{exp['device']}`",
+             f"- Cohort: `{exp['cohort']}` ({scale.cases} phantom cases, preset "
+             f"{scale.preset}, seed {scale.seed}), folds {exp['folds']}",
+             f"- Budgets (epochs x iterations): organs {scale.organ_budget}, stations "
+             f"{scale.station_budget}, search {scale.search_budget}; config {scale.config}",
+             f"- Wall time of the jobs: {total / 60:.1f} min in all (started "
+             f"{exp['started']}, report written {time.strftime('%Y-%m-%d %H:%M')})", "",
+             "| job | state | seconds | host |", "|---|---|---|---|"]
+    lines += [f"| {j} | {st} | {s:.0f} | {h} |" for j, st, s, h in jobs
+              if j != "report"] + [""]
+    return lines
 
 
 def to_html(markdown_text: str, base: Path) -> str:

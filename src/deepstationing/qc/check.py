@@ -78,13 +78,6 @@ def check_case(ct: Image, organs: Image | None, stations: Image, *,
         check_same_geometry(ct, organs, reference_name="CT", other_name="organ map")
     out: list[Finding] = []
     skipped: list[Skip] = []
-
-    def add(finding: Finding | None, name: str, reason: str) -> None:
-        if finding is None:
-            skipped.append(Skip(name, reason))
-        else:
-            out.append(finding)
-
     vox_ml = float(np.prod(ct.spacing)) / 1000.0
     st = stations.array
     org = organs.array if organs is not None else None
@@ -101,35 +94,8 @@ def check_case(ct: Image, organs: Image | None, stations: Image, *,
                      "rules_agreement"):
             skipped.append(Skip(name, no_organs))
     else:
-        anatomy = main_pieces(organs, ORGANS)  # landmarks without the islands
-        with warnings.catch_warnings():  # an oblique CT is reported by predict already
-            warnings.simplefilter("ignore")
-            lm = compute_landmarks(anatomy)
-        carina = lm.carina_lps
-        env = mediastinal_envelope(anatomy)
-        if env is None:  # no lung at all: nowhere is between the lungs
-            env = np.zeros(ct.shape, bool)
-        out.append(fd.outside_mask("outside_mediastinum", [(st, list(STATIONS))], env, vox_ml,
-                                   t.outside_mediastinum, t.min_ml))
-        x_mid = lm.lines.get("x_mid") if lm.lines else None
-        midline = x_mid is not None and bool(np.isfinite(x_mid).all())
-        no_midline = "no tracheal midline (no trachea, bronchi or spine in the organ map)"
-        add(fd.side("station_side", side_offsets(stations, STATIONS, LATERAL_STATIONS, lm),
-                    measures["stations"], t.station_side, t.min_ml), "station_side",
-            "no lateral station" if midline else no_midline)
-        add(fd.side("organ_side", side_offsets(organs, ORGANS, t.side_organs, lm),
-                    measures["organs"], t.organ_side, t.min_ml), "organ_side",
-            "no lateral organ" if midline else no_midline)
-        out.append(fd.missing("missing_organs", "organs", set(measures["organs"]), reference,
-                              t.missing_organs, t.presence))
-        if "trachea" in measures["organs"]:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rules = rule_stations(anatomy, ct).stations.array
-            out.append(fd.rules_agreement(st, rules, t.rules_agreement))
-        else:  # reported by missing_organs; the rules place almost no station without it
-            skipped.append(Skip("rules_agreement", "no trachea in the organ map: the rules "
-                                                   "place their stations from it"))
+        carina = _organ_checks(ct, organs, stations, measures, reference, t, vox_ml, out,
+                               skipped)
     out.append(fd.fragments(measures, reference, t))
     out.append(fd.missing("missing_stations", "stations", set(measures["stations"]), reference,
                           t.missing_stations, t.presence))
@@ -147,6 +113,52 @@ def check_case(ct: Image, organs: Image | None, stations: Image, *,
     inputs = {"reference": None if reference is None else
               {"file": str(reference.path), "cases": reference.n_cases}}
     return QcReport(out, skipped, inputs, time.perf_counter() - t0)
+
+
+def _organ_checks(ct: Image, organs: Image, stations: Image, measures: dict,
+                  reference: Reference | None, t: Thresholds, vox_ml: float,
+                  out: list[Finding], skipped: list[Skip]) -> tuple[float, float, float] | None:
+    """The checks that need the organ map (appended to ``out`` or ``skipped``).
+
+    Returns the carina (world mm, LPS), ``None`` when the landmarks found none.
+    """
+
+    def add(finding: Finding | None, name: str, reason: str) -> None:
+        if finding is None:
+            skipped.append(Skip(name, reason))
+        else:
+            out.append(finding)
+
+    st = stations.array
+    anatomy = main_pieces(organs, ORGANS)  # landmarks without the islands
+    with warnings.catch_warnings():  # an oblique CT is reported by predict already
+        warnings.simplefilter("ignore")
+        lm = compute_landmarks(anatomy)
+    env = mediastinal_envelope(anatomy)
+    if env is None:  # no lung at all: nowhere is between the lungs
+        env = np.zeros(ct.shape, bool)
+    out.append(fd.outside_mask("outside_mediastinum", [(st, list(STATIONS))], env, vox_ml,
+                               t.outside_mediastinum, t.min_ml))
+    x_mid = lm.lines.get("x_mid") if lm.lines else None
+    midline = x_mid is not None and bool(np.isfinite(x_mid).all())
+    no_midline = "no tracheal midline (no trachea, bronchi or spine in the organ map)"
+    add(fd.side("station_side", side_offsets(stations, STATIONS, LATERAL_STATIONS, lm),
+                measures["stations"], t.station_side, t.min_ml), "station_side",
+        "no lateral station" if midline else no_midline)
+    add(fd.side("organ_side", side_offsets(organs, ORGANS, t.side_organs, lm),
+                measures["organs"], t.organ_side, t.min_ml), "organ_side",
+        "no lateral organ" if midline else no_midline)
+    out.append(fd.missing("missing_organs", "organs", set(measures["organs"]), reference,
+                          t.missing_organs, t.presence))
+    if "trachea" in measures["organs"]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rules = rule_stations(anatomy, ct).stations.array
+        out.append(fd.rules_agreement(st, rules, t.rules_agreement))
+    else:  # reported by missing_organs; the rules place almost no station without it
+        skipped.append(Skip("rules_agreement", "no trachea in the organ map: the rules "
+                                               "place their stations from it"))
+    return lm.carina_lps
 
 
 #: The order findings are listed in.

@@ -280,40 +280,46 @@ def compute_landmarks(organs: Image, margins: Margins = DEFAULT_MARGINS) -> Land
 
 
 def _landmarks(org: OrganSlices, frame: Frame, m: Margins) -> Landmarks:
-    sz, sy, sx = frame.spacing
-    nz = org.nz
     lm = Landmarks(frame=frame)
-    warn = lm.warnings
     k: dict[str, int | None] = {}
+    lines = _slice_lines(org, m, lm.warnings)
+    sz = frame.spacing[0]
+    _z_arch_carina(org, m, lm, k, sz)
+    _z_diaphragm(org, m, lm, k, sz)
+    _z_notch_apices(org, m, lm, k, sz)
+    _z_vessels(org, lines, m, lm, k, sz)
+    _publish(org, frame, m, lm, k, lines)
+    return lm
 
-    def missing(key: str) -> bool:
-        return not org.has(key)
 
-    def estimate(name: str, base: int | None, mm: float, how: str) -> int | None:
-        if base is None:
-            k[name] = None
-            warn.append(f"{name} unknown: {how}, and no landmark to estimate it from")
-            return None
-        val = int(np.clip(base + round(mm / sz), 0, nz - 1))
-        lm.estimated[name] = how
-        warn.append(f"{name} estimated: {how}")
-        k[name] = val
-        return val
+def _estimate(org: OrganSlices, lm: Landmarks, k: dict[str, int | None], sz: float,
+              name: str, base: int | None, mm: float, how: str) -> int | None:
+    """Estimate the z-landmark ``name`` as ``base + mm`` (canonical slices), noting how."""
+    if base is None:
+        k[name] = None
+        lm.warnings.append(f"{name} unknown: {how}, and no landmark to estimate it from")
+        return None
+    val = int(np.clip(base + round(mm / sz), 0, org.nz - 1))
+    lm.estimated[name] = how
+    lm.warnings.append(f"{name} estimated: {how}")
+    k[name] = val
+    return val
 
+
+def _slice_lines(org: OrganSlices, m: Margins, warn: list[str]) -> dict[str, np.ndarray]:
+    """The per-slice lines (canonical mm): tracheal midline and walls, vertebral border."""
     tr = org.stats("trachea")
     spine = org.stats("spine")
-
-    # ---- per-slice lines (canonical mm) -------------------------------------------------
     x_mid = tr.cx.copy()
     br_r, br_l = org.stats("bronchus_r"), org.stats("bronchus_l")
     below = ~tr.present & br_r.present & br_l.present
     x_mid[below] = 0.5 * (br_r.xmax[below] + br_l.xmin[below])
     x_tl, x_tr, y_tp, y_ta = tr.xmax.copy(), tr.xmin.copy(), tr.ymax.copy(), tr.ymin.copy()
     y_va = _vertebral_front(org, m)
-    if missing("spine"):
+    if not org.has("spine"):
         warn.append("organ 'spine' missing or empty: y_VA (anterior vertebral border) "
                     "estimated from the posterior tracheal wall")
-    if missing("trachea"):
+    if not org.has("trachea"):
         warn.append("organ 'trachea' missing or empty: z_cric and z_car unknown; tracheal "
                     "midline and walls estimated from the spine")
         x_mid = spine.cx.copy()
@@ -321,19 +327,23 @@ def _landmarks(org: OrganSlices, frame: Frame, m: Margins) -> Landmarks:
         y_ta = y_tp - 2 * m.trachea_halfwidth_mm
         x_tl = x_mid + m.trachea_halfwidth_mm
         x_tr = x_mid - m.trachea_halfwidth_mm
-    if missing("spine"):
+    if not org.has("spine"):
         y_va = _fill(y_tp) + m.trachea_to_vertebra_mm
-    lines = {"x_mid": _fill(x_mid), "x_tl": _fill(x_tl), "x_tr": _fill(x_tr),
-             "y_tp": _fill(y_tp), "y_ta": _fill(y_ta), "y_va": _fill(y_va)}
+    return {"x_mid": _fill(x_mid), "x_tl": _fill(x_tl), "x_tr": _fill(x_tr),
+            "y_tp": _fill(y_tp), "y_ta": _fill(y_ta), "y_va": _fill(y_va)}
 
-    # ---- z-landmarks (canonical slice indices) ------------------------------------------
+
+def _z_arch_carina(org: OrganSlices, m: Margins, lm: Landmarks, k: dict[str, int | None],
+                   sz: float) -> None:
+    """z-landmarks read off organ tops and bottoms: cricoid, notch, apices, arch, carina, 7."""
+    warn = lm.warnings
     k["z_cric"] = org.ztop("trachea")
     k["z_notch"] = org.ztop("sternum")
     k["z_apex_r"] = org.ztop("lung_r")
     k["z_apex_l"] = org.ztop("lung_l")
     k["z_archtop"] = org.ztop("aortic_arch")
     k["z_archbot"] = org.zbot("aortic_arch")
-    if missing("aortic_arch"):
+    if not org.has("aortic_arch"):
         tops = [t for t in (org.ztop("ascending_aorta"), org.ztop("descending_aorta"))
                 if t is not None]
         if tops:
@@ -348,9 +358,14 @@ def _landmarks(org: OrganSlices, frame: Frame, m: Margins) -> Landmarks:
     k["z_7r"], k["z_7l"] = org.zbot("bronchus_r"), org.zbot("bronchus_l")
     for side, key in (("z_7r", "bronchus_r"), ("z_7l", "bronchus_l")):
         if k[side] is None:
-            estimate(side, k["z_car"], -m.station7_height_mm,
-                     f"organ '{key}' missing or empty: carina - {m.station7_height_mm:g} mm")
-    # diaphragm
+            _estimate(org, lm, k, sz, side, k["z_car"], -m.station7_height_mm,
+                      f"organ '{key}' missing or empty: carina - {m.station7_height_mm:g} mm")
+
+
+def _z_diaphragm(org: OrganSlices, m: Margins, lm: Landmarks, k: dict[str, int | None],
+                 sz: float) -> None:
+    """z_dia: above the lungs' bottom, else the heart's bottom, else unknown."""
+    nz = org.nz
     lung_bots = [b for b in (org.zbot("lung_r"), org.zbot("lung_l")) if b is not None]
     if lung_bots:
         k["z_dia"] = int(np.clip(min(lung_bots) + round(m.diaphragm_above_lung_bottom_mm / sz),
@@ -360,49 +375,61 @@ def _landmarks(org: OrganSlices, frame: Frame, m: Margins) -> Landmarks:
         if hb is not None:
             k["z_dia"] = hb
             lm.estimated["z_dia"] = "bottom of the heart"
-            warn.append("organs 'lung_r' and 'lung_l' missing or empty: z_dia estimated as "
-                        "the bottom of the heart")
+            lm.warnings.append("organs 'lung_r' and 'lung_l' missing or empty: z_dia "
+                               "estimated as the bottom of the heart")
         else:
             k["z_dia"] = None
-            warn.append("organs 'lung_r', 'lung_l' and 'heart' missing or empty: z_dia "
-                        "unknown")
-    # sternal notch, apices
+            lm.warnings.append("organs 'lung_r', 'lung_l' and 'heart' missing or empty: "
+                               "z_dia unknown")
+
+
+def _z_notch_apices(org: OrganSlices, m: Margins, lm: Landmarks, k: dict[str, int | None],
+                    sz: float) -> None:
+    """Estimate a missing sternal notch from the arch top and missing apices from the notch."""
     if k["z_notch"] is None:
-        estimate("z_notch", k["z_archtop"], m.notch_above_archtop_mm,
-                 f"organ 'sternum' missing or empty: arch top + {m.notch_above_archtop_mm:g} mm")
+        _estimate(org, lm, k, sz, "z_notch", k["z_archtop"], m.notch_above_archtop_mm,
+                  f"organ 'sternum' missing or empty: arch top + {m.notch_above_archtop_mm:g} mm")
     for name, key in (("z_apex_r", "lung_r"), ("z_apex_l", "lung_l")):
         if k[name] is None:
-            estimate(name, k["z_notch"], m.apex_above_notch_mm,
-                     f"organ '{key}' missing or empty: notch + {m.apex_above_notch_mm:g} mm")
+            _estimate(org, lm, k, sz, name, k["z_notch"], m.apex_above_notch_mm,
+                      f"organ '{key}' missing or empty: notch + {m.apex_above_notch_mm:g} mm")
+
+
+def _z_vessels(org: OrganSlices, lines: dict[str, np.ndarray], m: Margins, lm: Landmarks,
+               k: dict[str, int | None], sz: float) -> None:
+    """The vessel landmarks: left BCV crossing, azygos arch, left pulmonary artery."""
     # left BCV crossing
     k["z_bcv"] = _bcv_crossing(org, lines, m)
     if k["z_bcv"] is None:
         if org.has("bcv_l") and org.has("trachea"):
             k["z_bcv"] = org.zbot("bcv_l")
             lm.estimated["z_bcv"] = "bottom of bcv_l (it never crosses in front of the trachea)"
-            warn.append("z_bcv estimated: organ 'bcv_l' never lies in front of the tracheal "
-                        "midline; used its lowest slice")
+            lm.warnings.append("z_bcv estimated: organ 'bcv_l' never lies in front of the "
+                               "tracheal midline; used its lowest slice")
         else:
-            why = "'bcv_l'" if missing("bcv_l") else "'trachea'"
-            estimate("z_bcv", k["z_archtop"], m.bcv_above_archtop_mm,
-                     f"organ {why} missing or empty: arch top + {m.bcv_above_archtop_mm:g} mm")
+            why = "'bcv_l'" if not org.has("bcv_l") else "'trachea'"
+            _estimate(org, lm, k, sz, "z_bcv", k["z_archtop"], m.bcv_above_archtop_mm,
+                      f"organ {why} missing or empty: arch top + {m.bcv_above_archtop_mm:g} mm")
     # azygos arch
     k["z_azy"] = _azygos_arch_bottom(org, lines, m)
     if k["z_azy"] is None:
-        why = "missing or empty" if missing("azygos") else "shows no arch"
-        estimate("z_azy", k["z_car"], m.azygos_above_carina_mm,
-                 f"organ 'azygos' {why}: carina + {m.azygos_above_carina_mm:g} mm")
+        why = "missing or empty" if not org.has("azygos") else "shows no arch"
+        _estimate(org, lm, k, sz, "z_azy", k["z_car"], m.azygos_above_carina_mm,
+                  f"organ 'azygos' {why}: carina + {m.azygos_above_carina_mm:g} mm")
     # left pulmonary artery
     k["z_lpa"] = _lpa_top(org, lines)
     if k["z_lpa"] is None:
-        estimate("z_lpa", k["z_car"], m.lpa_above_carina_mm,
-                 f"organ 'pulmonary_artery' missing or empty: carina + "
-                 f"{m.lpa_above_carina_mm:g} mm")
+        _estimate(org, lm, k, sz, "z_lpa", k["z_car"], m.lpa_above_carina_mm,
+                  f"organ 'pulmonary_artery' missing or empty: carina + "
+                  f"{m.lpa_above_carina_mm:g} mm")
 
-    # ---- public values --------------------------------------------------------------------
+
+def _publish(org: OrganSlices, frame: Frame, m: Margins, lm: Landmarks,
+             k: dict[str, int | None], lines: dict[str, np.ndarray]) -> None:
+    """Set the public values of ``lm``: world z-landmarks, per-slice lines, the carina."""
     lm.k = k
     lm.lines = lines
-    z = frame.z_world(np.arange(nz))
+    z = frame.z_world(np.arange(org.nz))
     lm.z = np.asarray(z)
     for name in Z_LANDMARKS:
         idx = k.get(name)
@@ -411,12 +438,12 @@ def _landmarks(org: OrganSlices, frame: Frame, m: Margins) -> Landmarks:
         setattr(lm, name, np.asarray(frame.x_world(lines[name])))
     for name in ("y_tp", "y_ta", "y_va"):
         setattr(lm, name, np.asarray(frame.y_world(lines[name])))
+    tr = org.stats("trachea")
     kc = k["z_car"]
     if kc is not None and np.isfinite(lines["x_mid"][kc]):
         yc = tr.cy[kc] if tr.present[kc] else lines["y_tp"][kc] - m.trachea_halfwidth_mm
         lm.carina_lps = (float(frame.x_world(lines["x_mid"][kc])),
                          float(frame.y_world(yc)), float(frame.z_world(kc)))
-    return lm
 
 
 def _vertebral_front(org: OrganSlices, m: Margins) -> np.ndarray:

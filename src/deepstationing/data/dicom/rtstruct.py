@@ -192,24 +192,9 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
         label: Structure Set Label (16 characters at most).
         uid_seed: derive the new UIDs from this text (reproducible files).
     """
-    image = reference.image
     if not reference.frame_of_reference_uid:
         raise InputError(reference.folder, "CT series has no Frame of Reference UID")
-    traced: list[tuple[RoiMask | RoiContours, list[tuple[int, np.ndarray]]]] = []
-    for roi in rois:
-        if isinstance(roi, RoiMask):
-            if roi.mask.shape != image.shape:
-                raise InputError(None, f"ROI {roi.name}: mask shape {roi.mask.shape} differs "
-                                       f"from the CT {image.shape}")
-            contours = mask_to_contours(roi.mask, image) if np.any(roi.mask) else []
-        else:
-            contours = _on_slices(roi, image)
-        if contours:
-            traced.append((roi, contours))
-        else:
-            log.info("ROI %s is empty; not written", roi.name)
-    if not traced:
-        raise InputError(None, "nothing to write: every ROI is empty")
+    traced = _traced(rois, reference.image)
 
     def uid(*parts):
         return make_uid(uid_seed, reference.series_uid, *parts) if uid_seed else make_uid()
@@ -242,7 +227,44 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
     ds.StructureSetDate, ds.StructureSetTime = date, time
     ds.ReferencedFrameOfReferenceSequence = DicomSequence([_referenced_frame(reference)])
     ds.ApprovalStatus = "UNAPPROVED"
+    _set_roi_sequences(ds, traced, reference)
+    # the raw sequence is in the file's transfer syntax, Implicit VR Little Endian (see
+    # encoding.py: no 64 kB limit on Contour Data): written as it is, not decoded again
+    ds.set_original_encoding(True, True, convert_encodings(ds.SpecificCharacterSet))
 
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.file_meta = meta
+    return _save_atomic(ds, Path(path))
+
+
+def _traced(rois: Sequence[RoiMask | RoiContours], image: Image
+            ) -> list[tuple[RoiMask | RoiContours, list[tuple[int, np.ndarray]]]]:
+    """The non-empty ROIs with their contours on the image's slices (empty ones logged)."""
+    traced: list[tuple[RoiMask | RoiContours, list[tuple[int, np.ndarray]]]] = []
+    for roi in rois:
+        if isinstance(roi, RoiMask):
+            if roi.mask.shape != image.shape:
+                raise InputError(None, f"ROI {roi.name}: mask shape {roi.mask.shape} differs "
+                                       f"from the CT {image.shape}")
+            contours = mask_to_contours(roi.mask, image) if np.any(roi.mask) else []
+        else:
+            contours = _on_slices(roi, image)
+        if contours:
+            traced.append((roi, contours))
+        else:
+            log.info("ROI %s is empty; not written", roi.name)
+    if not traced:
+        raise InputError(None, "nothing to write: every ROI is empty")
+    return traced
+
+
+def _set_roi_sequences(ds: Dataset,
+                       traced: list[tuple[RoiMask | RoiContours, list[tuple[int, np.ndarray]]]],
+                       reference: SeriesReference) -> None:
+    """The Structure Set ROI, ROI Contour and RT ROI Observations sequences of ``ds``."""
     # every coordinate as a decimal string (at most 16 characters), each distinct value
     # formatted once; the ROI Contour Sequence encoded directly (encoding.py: pydicom's
     # per-element work took most of the writing time)
@@ -275,16 +297,6 @@ def write_rtstruct(rois: Sequence[RoiMask | RoiContours], reference: SeriesRefer
     ds[ROI_CONTOUR_SEQUENCE] = raw_element(ROI_CONTOUR_SEQUENCE, roi_contour_sequence(
         contour_rois, reference.sop_class_uid, reference.sop_instance_uids))
     ds.RTROIObservationsSequence = DicomSequence(observation_items)
-    # the raw sequence is in the file's transfer syntax, Implicit VR Little Endian (see
-    # encoding.py: no 64 kB limit on Contour Data): written as it is, not decoded again
-    ds.set_original_encoding(True, True, convert_encodings(ds.SpecificCharacterSet))
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    ds.file_meta = meta
-    return _save_atomic(ds, Path(path))
 
 
 def _save_atomic(ds: Dataset, path: Path) -> Path:

@@ -200,66 +200,17 @@ def write_ct_series(image: Image, folder: str | os.PathLike, *, patient_id: str 
     series = uid("ct-series")
     frame = frame_of_reference_uid or uid("frame-of-reference")
     date, time = ("20000101", "000000") if seed is not None else now_date_time()
+    ident = _SeriesIdentity(
+        patient_id=patient_id, patient_name=patient_name, study_uid=study,
+        study_description=study_description, series_uid=series,
+        series_number=series_number, series_description=series_description,
+        patient_position=patient_position, frame_of_reference_uid=frame, date=date, time=time)
     normal = slice_normal(image)
-    nz, ny, nx = image.shape
     orientation = ds_list(list(d[:, 0]) + list(d[:, 1]))
     headers: list[Dataset] = []
     with staging_folder(out) as staging:
-        for k in range(nz):
-            ds = Dataset()
-            ds.SOPClassUID = CTImageStorage
-            ds.SOPInstanceUID = uid("ct", k)
-            ds.SpecificCharacterSet = "ISO_IR 192"
-            ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-            # Patient and General Study
-            ds.PatientName = patient_name
-            ds.PatientID = patient_id
-            ds.PatientBirthDate = ""
-            ds.PatientSex = ""
-            ds.StudyInstanceUID = study
-            ds.StudyDate, ds.StudyTime = date, time
-            ds.ReferringPhysicianName = ""
-            ds.StudyID = "1"
-            ds.AccessionNumber = ""
-            if study_description:
-                ds.StudyDescription = study_description
-            # General Series, Frame of Reference, General Equipment
-            ds.Modality = "CT"
-            ds.SeriesInstanceUID = series
-            ds.SeriesNumber = series_number
-            ds.SeriesDescription = series_description
-            ds.SeriesDate, ds.SeriesTime = date, time
-            ds.BodyPartExamined = "CHEST"
-            ds.PatientPosition = patient_position
-            ds.FrameOfReferenceUID = frame
-            ds.PositionReferenceIndicator = ""
-            ds.Manufacturer = MANUFACTURER
-            ds.ManufacturerModelName = MODEL_NAME
-            ds.SoftwareVersions = SOFTWARE_VERSION
-            # General Image, Image Plane
-            ds.InstanceNumber = k + 1
-            ds.ContentDate, ds.ContentTime = date, time
-            ds.AcquisitionNumber = 1
-            ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-            ds.DerivationDescription = "written by deepstationing from a volume"
-            position = image.index_to_world((k, 0, 0))
-            ds.ImagePositionPatient = ds_list(position)
-            ds.ImageOrientationPatient = orientation
-            ds.PixelSpacing = ds_list([image.spacing[1], image.spacing[0]])  # row, column
-            ds.SliceThickness = format_ds(image.spacing[2])
-            ds.SliceLocation = format_ds(float(np.dot(position, normal)))
-            # Image Pixel and CT Image
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.Rows, ds.Columns = ny, nx
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-            ds.PixelRepresentation = 1
-            ds.RescaleIntercept = "0"
-            ds.RescaleSlope = "1"
-            ds.RescaleType = "HU"
-            ds.KVP = ""
-            ds.WindowCenter, ds.WindowWidth = "40", "400"
-            ds.PixelData = np.ascontiguousarray(pixels[k]).tobytes()
+        for k in range(image.shape[0]):
+            ds = _ct_slice(image, pixels, k, uid("ct", k), ident, orientation, normal)
             meta = FileMetaDataset()
             meta.MediaStorageSOPClassUID = ds.SOPClassUID
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -272,4 +223,85 @@ def write_ct_series(image: Image, folder: str | os.PathLike, *, patient_id: str 
         publish_folder(staging, out)
     result = Image(image.array, image.spacing, image.origin, image.direction, path=str(out))
     return SeriesReference(out, result, headers)
+
+
+@dataclass(frozen=True)
+class _SeriesIdentity:
+    """What every slice of a written CT series shares: patient, study, series, dates."""
+
+    patient_id: str
+    patient_name: str
+    study_uid: str
+    study_description: str
+    series_uid: str
+    series_number: int
+    series_description: str
+    patient_position: str
+    frame_of_reference_uid: str
+    date: str
+    time: str
+
+
+def _ct_slice(image: Image, pixels: np.ndarray, k: int, sop_instance_uid: str,
+              ident: _SeriesIdentity, orientation: list[str], normal: np.ndarray) -> Dataset:
+    """The dataset of slice ``k`` (no file meta yet), its pixels included."""
+    ds = Dataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.InstanceCreationDate, ds.InstanceCreationTime = ident.date, ident.time
+    _set_series_identity(ds, ident)
+    # General Image, Image Plane
+    ds.InstanceNumber = k + 1
+    ds.ContentDate, ds.ContentTime = ident.date, ident.time
+    ds.AcquisitionNumber = 1
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    ds.DerivationDescription = "written by deepstationing from a volume"
+    position = image.index_to_world((k, 0, 0))
+    ds.ImagePositionPatient = ds_list(position)
+    ds.ImageOrientationPatient = orientation
+    ds.PixelSpacing = ds_list([image.spacing[1], image.spacing[0]])  # row, column
+    ds.SliceThickness = format_ds(image.spacing[2])
+    ds.SliceLocation = format_ds(float(np.dot(position, normal)))
+    # Image Pixel and CT Image
+    _, ny, nx = image.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = ny, nx
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 1
+    ds.RescaleIntercept = "0"
+    ds.RescaleSlope = "1"
+    ds.RescaleType = "HU"
+    ds.KVP = ""
+    ds.WindowCenter, ds.WindowWidth = "40", "400"
+    ds.PixelData = np.ascontiguousarray(pixels[k]).tobytes()
+    return ds
+
+
+def _set_series_identity(ds: Dataset, ident: _SeriesIdentity) -> None:
+    """Patient, General Study, General Series, Frame of Reference and General Equipment."""
+    ds.PatientName = ident.patient_name
+    ds.PatientID = ident.patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = ident.study_uid
+    ds.StudyDate, ds.StudyTime = ident.date, ident.time
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    if ident.study_description:
+        ds.StudyDescription = ident.study_description
+    ds.Modality = "CT"
+    ds.SeriesInstanceUID = ident.series_uid
+    ds.SeriesNumber = ident.series_number
+    ds.SeriesDescription = ident.series_description
+    ds.SeriesDate, ds.SeriesTime = ident.date, ident.time
+    ds.BodyPartExamined = "CHEST"
+    ds.PatientPosition = ident.patient_position
+    ds.FrameOfReferenceUID = ident.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.Manufacturer = MANUFACTURER
+    ds.ManufacturerModelName = MODEL_NAME
+    ds.SoftwareVersions = SOFTWARE_VERSION
 
