@@ -237,7 +237,7 @@ def test_model_folder_errors(tmp_path):
 
 def test_cli_predict_errors(tmp_path, capsys):
     assert main(["predict", "ct.nii.gz", "-o", str(tmp_path / "o")]) == 2
-    assert "no --model given" in capsys.readouterr().err
+    assert "no model given" in capsys.readouterr().err
     assert main(["predict", "ct.nii.gz", "-o", str(tmp_path / "o"),
                  "--model", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
