@@ -50,6 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--spacing", default=None, metavar="X,Y,Z",
+                   help="generate the cohort on this grid (mm; default: the preset's)")
+    p.add_argument("--patch", default=None, help="network patch z,y,x (default: CpuConfig's)")
+    p.add_argument("--features", default=None, help="features per level (default: CpuConfig's)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
     p.add_argument("--failure-cases", type=int, default=2,
                    help="how many held-out cases are also mirrored and cropped")
     p.add_argument("--real", default=str(REAL / "pyradiomics_thorax" / "lung2_image.nrrd"),
@@ -93,11 +98,23 @@ def main(argv=None) -> int:
 
     t_start = time.perf_counter()
     work = Path(args.workdir)
-    cohort_dir = work / f"phantom_{args.preset}_{args.cases}_s{args.seed}"
+    spacing = tuple(float(v) for v in args.spacing.split(",")) if args.spacing else None
+    cohort_dir = work / (f"phantom_{args.preset}_{args.cases}_s{args.seed}"
+                         + (f"_{args.spacing.replace(',', '_')}" if spacing else ""))
     cohort = Cohort(cohort_dir) if (cohort_dir / "manifest.json").exists() else \
-        generate_cohort(cohort_dir, args.cases, seed=args.seed, preset=args.preset)
+        generate_cohort(cohort_dir, args.cases, seed=args.seed, preset=args.preset,
+                        spacing=spacing)
     model_dir = work / "models" / "qc"
-    opts = TrainOptions(workdir=work / "runs", config="cpu",
+    cpu = None
+    if args.patch or args.features or args.lr:
+        from deepstationing.backbone.plans import CpuConfig
+
+        base = CpuConfig()
+        cpu = CpuConfig(tuple(int(v) for v in args.patch.split(",")) if args.patch
+                        else base.patch_size,
+                        tuple(int(v) for v in args.features.split(",")) if args.features
+                        else base.features, base.batch_size, learning_rate=args.lr)
+    opts = TrainOptions(workdir=work / "runs", config="cpu", cpu=cpu,
                         budget=TrainBudget(args.epochs, args.iterations), threads=args.threads,
                         seed=0, progress=say)
     t0 = time.perf_counter()
