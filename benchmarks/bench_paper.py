@@ -58,6 +58,40 @@ def job_hours(out: Path) -> dict[str, dict]:
     return {"kinds": kinds, "span_s": span}
 
 
+def search_stability(out: Path) -> list[str]:
+    """Markdown: how the key-organ search's rankings of the folds agree (Spearman between
+    every pair of folds), where the organs that bound no station land, the paper's top-6."""
+    from itertools import combinations
+
+    from deepstationing import schema
+    from deepstationing.search.ablation import agreement
+    from deepstationing.search.ranking import NON_BOUNDARY_ORGANS
+
+    ranks = {}
+    for f in sorted((out / "jobs" / "search" / "pred").glob("fold*/ranking.json")):
+        doc = json.loads(f.read_text())
+        ranks[int(f.parent.name[4:])] = [o["organ"] for o in doc["organs"]]
+    if len(ranks) < 2:
+        return []
+    pairs = {(a, b): agreement(ranks[a], ranks[b]) for a, b in combinations(sorted(ranks), 2)}
+    mean = sum(pairs.values()) / len(pairs)
+    lines = ["## Key-organ search: agreement between folds", "",
+             "Spearman rank correlation of the 22-organ rankings (predicted organ channels) "
+             f"between every pair of folds; mean **{mean:.2f}** (the goal of issue 17: "
+             "≥ 0.6).", "", "| folds | Spearman |", "|---|---|"]
+    lines += [f"| {a} - {b} | {v:.2f} |" for (a, b), v in pairs.items()]
+    lines += ["", "Rank (1 = largest weight) of the organs that bound no station in the "
+              "phantom's protocol, and of the paper's top-6, per fold:", "",
+              "| organ | " + " | ".join(f"fold {k}" for k in sorted(ranks)) + " |",
+              "|---|" + "---|" * len(ranks)]
+    for organ in list(NON_BOUNDARY_ORGANS) + [o for o in schema.PAPER_TOP6_ORGANS
+                                              if o not in NON_BOUNDARY_ORGANS]:
+        tag = " (no boundary)" if organ in NON_BOUNDARY_ORGANS else " (paper top-6)"
+        lines.append(f"| {organ}{tag} | "
+                     + " | ".join(str(ranks[k].index(organ) + 1) for k in sorted(ranks)) + " |")
+    return lines + [""]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from deepstationing.data.atomic import write_text_atomic
@@ -91,6 +125,7 @@ def main(argv=None) -> int:
               "pictures left out): held-out numbers only, each fold's test cases predicted "
               "by that fold's models.", ""]
     lines += body
+    lines += [""] + search_stability(out)
     RESULTS.mkdir(exist_ok=True)
     write_text_atomic("\n".join(lines) + "\n", RESULTS / f"{args.out_name}.md")
     print(f"wrote {RESULTS / args.out_name}.md", file=sys.stderr)
