@@ -277,13 +277,15 @@ def _intro_lines(scale) -> list[str]:
     """The report's title, its scale and what the held-out evaluation is."""
     lines = ["# DeepStationing on the phantom: the paper's protocol", ""]
     lines += [f"*Scale `{scale.name}`: {scale.description}.*", ""]
-    if scale.name == "demo":
-        lines += ["> **A demo, not the method's performance**: a coarse grid, 8 cases, one "
-                  "held-out fold of 4 cases and about a minute of training per network on a "
-                  "CPU. The networks learn, but far from convergence; the orderings below "
-                  "rest on one fold. Run `--scale cpu` (a day and a half on 2 CPU cores) or "
-                  "`--scale full` (GPUs) for the paper's protocol at budgets that converge.",
-                  ""]
+    if scale.name in ("demo", "bench"):
+        held = scale.cases // scale.n_folds
+        folds = ("one held-out fold" if scale.station_folds and len(scale.station_folds) == 1
+                 else f"{scale.n_folds} held-out folds")
+        lines += [f"> **Not the method's performance at convergence**: a coarse grid, "
+                  f"{scale.cases} cases, {folds} of {held} cases and minutes of training per "
+                  "network on a CPU. The networks learn, but far from convergence. Run "
+                  "`--scale cpu` (a day and a half on 2 CPU cores) or `--scale full` (GPUs) "
+                  "for the paper's protocol at budgets that converge.", ""]
     lines += ["Held-out evaluation: patient-level cross-validation with the cohort's folds; "
               "each fold's test cases are predicted by that fold's models only (station "
               "network and organ cascade). The phantom is a test bed with a known answer, "
