@@ -227,3 +227,33 @@ def test_demo_scale_trains_the_cascade_on_every_fold_and_stations_on_fold_0():
     assert next(j for j in jobs if j.id == "stations/rules/all").params["folds"] == [0]
     again = type(SCALES["demo"]).from_json(json.loads(json.dumps(SCALES["demo"].to_json())))
     assert again == SCALES["demo"] and again.cpu.learning_rate == 1e-2
+
+
+def test_best_segmented_ranks_on_the_training_cases_only(tmp_path):
+    """Ablation (2)'s six best-segmented organs of fold K come from fold K's training cases.
+    Organs A are perfect on fold 0's cases and missed on fold 1's, organs B are at 90 %
+    everywhere: fold 1 (training on fold 0's cases) must pick A, fold 0 must pick B. Ranked
+    over every case (A at 50 %), both folds would pick B."""
+    from deepstationing import schema
+    from deepstationing.data.cohort import CohortWriter
+    from deepstationing.evaluation.report import MetricRow
+    from deepstationing.experiments.paper import best_segmented
+
+    with CohortWriter(tmp_path / "c", generator="test", n_folds=2) as w:
+        for cid in "abcdef":
+            (w.case_folder(cid) / "ct.nii.gz").write_bytes(b"")
+            w.add_case(cid)
+        cohort = w.finish()
+    organs = list(schema.ORGANS.keys)
+    a, b = organs[:6], organs[6:12]
+    fold0 = set(cohort.test_ids(0))
+
+    def dsc(case: str, organ: str) -> float:
+        if organ in a:
+            return 1.0 if case in fold0 else 0.0
+        return 0.9 if organ in b else 0.1
+
+    rows = [MetricRow(c, o, dsc(c, o), 0, 0, 0) for c in cohort.case_ids for o in organs]
+    best = best_segmented(rows, cohort)
+    assert sorted(best["1"]) == sorted(a)
+    assert sorted(best["0"]) == sorted(b)
