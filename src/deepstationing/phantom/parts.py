@@ -17,17 +17,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from deepstationing.phantom.shapes import Tube, smooth_curve
 from deepstationing.schema import ORGANS
 
-if TYPE_CHECKING:
-    from deepstationing.phantom.anatomy import Anatomy
+__all__ = ["Part", "OID", "tube", "AnatomyLike"]
 
-__all__ = ["Part", "OID", "tube"]
+
+class AnatomyLike(Protocol):
+    """What parts need of an :class:`~deepstationing.phantom.anatomy.Anatomy` (which builds
+    from parts, so parts do not import it): the registered centrelines and the diaphragm."""
+
+    tubes: dict
+
+    def diaphragm(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray: ...
 
 #: organ id by key (``schema.ORGANS``)
 OID = {o.key: o.id for o in ORGANS}
@@ -55,7 +61,7 @@ class Part:
     above_diaphragm: bool = False  # cut by the diaphragm surface
     rank: int = 0  # label priority: lower ranks win overlaps (stable within a rank)
 
-    def sd(self, anat: Anatomy, X, Y, z, with_param: bool = False, high=None, low=None):
+    def sd(self, anat: AnatomyLike, X, Y, z, with_param: bool = False, high=None, low=None):
         """Signed distance on slice ``z`` (or, for a 1-D array ``z``, stacked over heights).
 
         ``high`` / ``low`` (None, or one number per height): the caller only tells values
@@ -93,7 +99,7 @@ class Part:
         return (sd, u) if with_param else sd
 
 
-def tube(anat: Anatomy | None, name: str | None, pts, radii, step: float = 3.0, **kw) -> Tube:
+def tube(anat: AnatomyLike | None, name: str | None, pts, radii, step: float = 3.0, **kw) -> Tube:
     """A :class:`.shapes.Tube` along a C2 spline through ``pts`` (resampled every ``step``
     mm); with ``anat`` and ``name``, registered as ``anat.tubes[name]`` (the centrelines the
     station protocol and the other builders look up)."""
