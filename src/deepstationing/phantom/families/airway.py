@@ -11,6 +11,8 @@ one continuing as the bronchus intermedius). The trachea label ends at the carin
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from deepstationing.phantom.parts import OID, Part, tube
@@ -24,16 +26,33 @@ def _bronch_label(side):
     return f
 
 
-def build(anat) -> list[Part]:
+class TracheaCourse(NamedTuple):
+    """The trachea's upper course, which the esophagus follows: the top of the neck (mm),
+    the cricoid level, the radius, and the centre's (x, y) at the cricoid and half-way down."""
+
+    top: float
+    cric: float
+    radius: float
+    top_xy: tuple[float, float]
+    mid_xy: tuple[float, float]
+
+
+def trachea_course(anat) -> TracheaCourse:
     p, lv = anat.p, anat.lv
-    fm = 1.4 * p["fat_med"]
-    top = lv["top"] + 30
-    cric = lv["cric"]
-    rt = p["trachea_r"]
     tx, ty = p["trachea_top_x"], p["trachea_top_y"]
-    trachea = tube(anat, "trachea", [(tx, ty - 4, top), (tx, ty, cric),
-                                     (0.5 * tx, 0.45 * ty, 0.5 * cric), (0.0, 0.0, 6.0),
-                                     (0.0, 0.3, -6.0)], rt, scale_xy=(1.0, 0.94), zmin=0.0)
+    return TracheaCourse(lv["top"] + 30, lv["cric"], p["trachea_r"], (tx, ty),
+                         (0.5 * tx, 0.45 * ty))
+
+
+def build(anat) -> list[Part]:
+    p = anat.p
+    fm = 1.4 * p["fat_med"]
+    c = trachea_course(anat)
+    cric, rt = c.cric, c.radius
+    (tx, ty), (mx, my) = c.top_xy, c.mid_xy
+    trachea = tube(anat, "trachea", [(tx, ty - 4, c.top), (tx, ty, cric), (mx, my, 0.5 * cric),
+                                     (0.0, 0.0, 6.0), (0.0, 0.3, -6.0)], rt,
+                   scale_xy=(1.0, 0.94), zmin=0.0)
 
     def airway_label(z, u, x):
         if z > cric:

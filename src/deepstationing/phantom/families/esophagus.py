@@ -11,6 +11,7 @@ to the hiatus (wall 50 HU; lumen collapsed, air or fluid).
 
 from __future__ import annotations
 
+from deepstationing.phantom.families.airway import trachea_course
 from deepstationing.phantom.parts import OID, Part, tube
 
 RANK = 30
@@ -19,15 +20,11 @@ RANK = 30
 def build(anat) -> list[Part]:
     p, lv = anat.p, anat.lv
     fm = 1.4 * p["fat_med"]
-    top = lv["top"] + 30
-    cric = lv["cric"]
-    rt = p["trachea_r"]
-    tx, ty = p["trachea_top_x"], p["trachea_top_y"]
+    c = trachea_course(anat)
+    top, cric, rt, tr_top, tr_mid = c.top, c.cric, c.radius, c.top_xy, c.mid_xy
     er = p["eso_r"]
     ex = p["eso_x"]
     sy_e = 0.62
-    tr_top = (tx, ty)
-    tr_mid = (0.5 * tx, 0.45 * ty)
     eso_pts = [
         (tr_top[0] + 3, tr_top[1] + rt + er * sy_e - 1.5, top),
         (tr_top[0] + 3, tr_top[1] + rt + er * sy_e - 1.0, cric),
