@@ -278,12 +278,18 @@ def _plot(results: dict, path: Path, plt) -> None:
                 else "network: CT only")
     ax.axhline(100 * results["rules"]["mean_dsc"], color="k", ls="--",
                label="margin rules (ground-truth organs)")
+    finish_curve_plot(fig, ax, path, plt, "held-out mean station DSC (%)",
+                      "Station network learning on the phantom (held-out fold)")
+
+
+def finish_curve_plot(fig, ax, path: Path, plt, ylabel: str, title: str) -> None:
+    """Axes, grid, legend and title of a DSC-against-iterations plot; saves and closes it."""
     ax.set_xlabel("training iterations (batch 2)")
-    ax.set_ylabel("held-out mean station DSC (%)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Station network learning on the phantom (held-out fold)", fontsize=10)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

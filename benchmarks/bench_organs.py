@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 
-from bench_learning import machine, training_speed  # noqa: E402
+from bench_learning import finish_curve_plot, machine, training_speed  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -318,15 +318,8 @@ def plot(results: dict, path: Path) -> None:
             ys = [100 * _mean(p["per_organ"][k] for k in keys if k in p["per_organ"])
                   for p in curve]
             ax.plot(xs, ys, marker="o", ls=ls, label=label)
-        ax.set_xlabel("training iterations (batch 2)")
-        ax.set_ylabel("held-out mean organ DSC (%)")
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-        ax.set_title("Organ networks on the phantom (held-out cases)", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        finish_curve_plot(fig, ax, path, plt, "held-out mean organ DSC (%)",
+                          "Organ networks on the phantom (held-out cases)")
 
 
 if __name__ == "__main__":
