@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +59,6 @@ from deepstationing.predict.batch import CaseResult, find_cases
 from deepstationing.predict.formats import parse_predict_formats
 from deepstationing.predict.run import (
     PredictSettings,
-    check_inputs,
-    load_parser,
     predict_local,
     predict_on_ray,
 )
@@ -413,17 +410,11 @@ def predict(inputs: PathLike | Sequence[PathLike], out: PathLike, model: PathLik
         None if organs is None else str(Path(organs).resolve()),
         device, mirroring, threads, stations, qc)
     cases = find_cases(given)
-    check_inputs(settings, cases)
     single = len(cases) == 1 and len(given) == 1 and cases[0].path == Path(given[0])
     if ray:
         return predict_on_ray(settings, cases, out, ray, single_folder=single, on_case=on_case)
-    say = _say(progress)
-    t0 = time.perf_counter()
-    parser = load_parser(settings)
-    say(f"model {settings.model} loaded in {time.perf_counter() - t0:.1f} s; "
-        f"{len(cases)} case(s)")
     return predict_local(settings, cases, out, single_folder=single, on_case=on_case,
-                         parser=parser)
+                         progress=_say(progress))
 
 
 # ---------------------------------------------------------------------- search

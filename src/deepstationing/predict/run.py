@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -117,11 +118,16 @@ def load_parser(settings: PredictSettings):
 
 def predict_local(settings: PredictSettings, cases: Sequence[CaseInput],
                   out: str | os.PathLike, *, single_folder: bool = False,
-                  on_case: OnCase = None, parser=None) -> list[CaseResult]:
-    """Predict ``cases`` in this process with one model load (``parser``: already loaded);
-    each case into ``out/<case>/`` (``out`` itself when ``single_folder``)."""
+                  on_case: OnCase = None,
+                  progress: Callable[[str], None] | None = None) -> list[CaseResult]:
+    """Predict ``cases`` in this process with one model load (the inputs are checked
+    first); each case into ``out/<case>/`` (``out`` itself when ``single_folder``)."""
     check_inputs(settings, cases)
-    parser = parser or load_parser(settings)
+    t0 = time.perf_counter()
+    parser = load_parser(settings)
+    if progress:
+        progress(f"model {settings.model} loaded in {time.perf_counter() - t0:.1f} s; "
+                 f"{len(cases)} case(s)")
     qc = None
     if settings.qc:
         from deepstationing.qc.run import QcRunner
