@@ -345,16 +345,18 @@ def _topn_lines(settings: dict, scale, figures: Path) -> list[str]:
     tops = sorted((int(n[3:]), n) for n in settings if re.fullmatch(r"top\d+", n))
     if len(tops) <= 1:
         return []
-    points = []
+    points, counts = [], []
     for n, name in tops:
         folds = [f for f in settings[name]["per_fold"] if f in scale.sweep_folds]
         vals = [settings[name]["per_fold"][f] for f in folds]
         if vals:
             points.append((n, float(np.mean(vals)), float(np.std(vals))))
+            counts.append(len(vals))
     _figure_curve(points, figures / "topn.png")
     lines = ["## Top-n searched organs (Fig. 3b)", "", "![top-n](figures/topn.png)", "",
-             "| top-n | DSC (%) |", "|---|---|"]
-    lines += [f"| {n} | {100 * m:.1f} |" for n, m, _ in points] + [""]
+             "| top-n | DSC (%), mean over folds | sd between folds | folds |", "|---|---|---|---|"]
+    lines += [f"| {n} | {100 * m:.1f} | {100 * sd:.1f} | {k} |"
+              for (n, m, sd), k in zip(points, counts)] + [""]
     return lines
 
 
