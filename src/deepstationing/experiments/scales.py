@@ -94,14 +94,14 @@ SCALES: dict[str, Scale] = {
     "bench": Scale(
         "bench", cases=20, preset="small", spacing=(5.6, 5.6, 10.0), n_folds=4, config="cpu",
         cpu=CpuConfig((16, 32, 32), (8, 16, 32), 2, learning_rate=1e-2),
-        organ_budget=(48, 25), station_budget=(40, 25), search_budget=(40, 25),
+        organ_budget=(96, 25), station_budget=(40, 25), search_budget=(40, 25),
         sweep=(3, 6, 12), sweep_folds=(0, 1, 2, 3),
         description="20 phantom cases at 5.6 x 5.6 x 10 mm, all 4 folds (organ cascade, "
                     "Table 1's station networks, the search and a top-3/6/12 sweep on "
-                    "each), the demo's tiny "
-                    "CPU network with AdamW 1e-2, 1200 iterations per organ stage and 1000 "
-                    "per station network and search: Table 1 over 4 folds in about 1-2 hours "
-                    "on 2 CPU cores (--jobs 2 --threads 1)"),
+                    "each), the demo's tiny CPU network with AdamW 1e-2, 2400 iterations "
+                    "per organ stage and 1000 per station network, search and sweep: "
+                    "Table 1 over 4 folds in about 2-3 hours on 2 CPU cores "
+                    "(--jobs 2 --threads 1)"),
     "cpu": Scale(
         "cpu", cases=20, preset="small", spacing=None, n_folds=4, config="cpu", cpu=None,
         organ_budget=(40, 50), station_budget=(60, 50), search_budget=(30, 50),
