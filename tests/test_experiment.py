@@ -257,3 +257,16 @@ def test_best_segmented_ranks_on_the_training_cases_only(tmp_path):
     best = best_segmented(rows, cohort)
     assert sorted(best["1"]) == sorted(a)
     assert sorted(best["0"]) == sorted(b)
+
+
+def test_topn_table_gives_the_mean_and_spread_over_the_sweep_folds(tmp_path):
+    """The report's Fig. 3b table: mean and standard deviation over the scale's sweep folds
+    (a fold outside them is left out), and how many folds each row averages."""
+    from deepstationing.experiments.report import _topn_lines
+
+    settings = {"top3": {"per_fold": {0: 0.4, 1: 0.6}},
+                "top6": {"per_fold": {0: 0.5, 1: 0.5, 7: 0.0}}}
+    lines = _topn_lines(settings, replace(SCALES["bench"], sweep_folds=(0, 1)), tmp_path)
+    assert "| 3 | 50.0 | 10.0 | 2 |" in lines
+    assert "| 6 | 50.0 | 0.0 | 2 |" in lines
+    assert (tmp_path / "topn.png").exists()
