@@ -21,7 +21,10 @@ from deepstationing.experiments import run_paper
 from deepstationing.experiments.jobs import Job, JobStore, LocalExecutor, run_jobs
 from deepstationing.experiments.paper import SCALES, build_jobs
 
-TABLE1_ONLY = replace(SCALES["test"], ablations=False, single=False, sweep=(3, 6))
+# the anchor stage gets its own budget (as the demo's does): one more epoch than the others
+TABLE1_ONLY = replace(SCALES["test"], ablations=False, single=False, sweep=(3, 6),
+                      anchor_budget=(SCALES["test"].organ_budget[0] + 1,
+                                     SCALES["test"].organ_budget[1]))
 
 
 # ------------------------------------------------------------------ jobs
@@ -152,6 +155,18 @@ def test_held_out_cases_only(experiment):
     with pytest.raises(InputError, match="is one of its training cases"):
         evaluate_station_stage(model, [Case(trained_on.id, trained_on.folder, 0)], 0,
                                stations=store.result("stations/pred22/fold0")["stage"])
+
+
+def test_anchor_stage_trains_with_its_own_budget(experiment):
+    from deepstationing.training import ModelFolder
+
+    tmp, _, _ = experiment
+    model = ModelFolder.open(tmp / "out" / "models" / "paper")
+    for fold in (0, 1):
+        assert model.fold_record("anchor", fold)["epochs"] == TABLE1_ONLY.anchor_budget[0]
+        assert model.fold_record("nonanchor", fold)["epochs"] == TABLE1_ONLY.organ_budget[0]
+    report = (tmp / "out" / "report.md").read_text()
+    assert f"(anchor stage {TABLE1_ONLY.anchor_budget})" in report
 
 
 def test_rerun_redoes_nothing(experiment):

@@ -35,6 +35,27 @@ def prepare_cohort(path: str | os.PathLike, scale, progress: Callable[[str], Non
                            spacing=scale.spacing, n_folds=scale.n_folds)
 
 
+def _same_scale(old: dict | None, new: dict) -> bool:
+    """Whether a recorded scale is ``new``; fields added since it was recorded count with
+    their defaults (an experiment begun before an upgrade stays resumable).
+
+    >>> from deepstationing.experiments.scales import SCALES
+    >>> new = SCALES["bench"].to_json()
+    >>> _same_scale({k: v for k, v in new.items() if k != "anchor_budget"}, new)
+    True
+    >>> _same_scale(SCALES["demo"].to_json(), new)
+    False
+    """
+    from deepstationing.experiments.scales import Scale
+
+    if not old:
+        return False
+    try:
+        return Scale.from_json(old) == Scale.from_json(new)
+    except (TypeError, KeyError, ValueError):
+        return old == new
+
+
 def run_paper(cohort_dir: str | os.PathLike, out: str | os.PathLike, scale, *,
               device: str = "cpu", threads: int | None = None, workers: int | None = None,
               ray: str | None = None, ray_cpus: int | None = None, jobs: int = 1,
@@ -63,7 +84,7 @@ def run_paper(cohort_dir: str | os.PathLike, out: str | os.PathLike, scale, *,
     old = json.loads(record_file.read_text()) if record_file.exists() else {}
     record = json.loads(json.dumps(experiment_record(ctx, folds, list(argv))))
     record["started"] = old.get("started", time.strftime("%Y-%m-%d %H:%M"))
-    if old and old.get("scale") != record["scale"]:
+    if old and not _same_scale(old.get("scale"), record["scale"]):
         from deepstationing.errors import InputError
 
         raise InputError(out, f"holds an experiment at scale {old['scale']['name']!r}; "

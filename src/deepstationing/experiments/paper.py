@@ -195,7 +195,8 @@ def task_train_organ(ctx: Context, store: JobStore, job: Job, folder: Path) -> d
     from deepstationing.organs.cascade import train_organs
 
     role, fold = job.params["role"], int(job.params["fold"])
-    model = train_organs(_cohort(ctx), fold, options=ctx.options(ctx.scale.organ_budget, "organs"),
+    model = train_organs(_cohort(ctx), fold,
+                         options=ctx.options(ctx.scale.organ_budget_for(role), "organs"),
                          model_dir=ctx.model_dir, stages=(role,), anchor_source="pred")
     return {"role": role, "fold": fold, "record": model.fold_record(role, fold)}
 

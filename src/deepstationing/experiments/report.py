@@ -412,7 +412,9 @@ def _run_lines(exp: dict, scale, jobs: list) -> list[str]:
              f"; device `{exp['device']}`",
              f"- Cohort: `{exp['cohort']}` ({scale.cases} phantom cases, preset "
              f"{scale.preset}, seed {scale.seed}), folds {exp['folds']}",
-             f"- Budgets (epochs x iterations): organs {scale.organ_budget}, stations "
+             f"- Budgets (epochs x iterations): organs {scale.organ_budget}"
+             + (f" (anchor stage {scale.anchor_budget})" if scale.anchor_budget else "")
+             + f", stations "
              f"{scale.station_budget}, search {scale.search_budget}; config {scale.config}",
              f"- Wall time of the jobs: {total / 60:.1f} min in all (started "
              f"{exp['started']}, report written {time.strftime('%Y-%m-%d %H:%M')})", "",
