@@ -26,8 +26,8 @@ interruption continues where it stopped. The report: OUT/report.md and OUT/repor
 
 Scales (--scale):
   demo  12 phantom cases at 5.6 x 5.6 x 10 mm, 2 folds (organ cascade on both; stations
-        and search with fold 0 held out), a tiny CPU network, 2000 iterations for the
-        anchor organ stage, 1200 for the non-anchor one and 600 per station network:
+        and search with fold 0 held out), a tiny CPU network, 1600 iterations for the
+        anchor organ stage, 1000 for the non-anchor one and 600 per station network:
         Table 1's settings and the report in about a quarter of an hour on 2 CPU cores;
         the networks learn but are far from converged (the report says so)
   bench 20 phantom cases at the demo's grid and network, all 4 folds, 2400 iterations per

@@ -60,7 +60,7 @@ class Scale:
         """The training budget of organ stage ``role`` (``anchor``, ``nonanchor``, ``single``).
 
         >>> SCALES["demo"].organ_budget_for("anchor"), SCALES["demo"].organ_budget_for("nonanchor")
-        ((80, 25), (48, 25))
+        ((64, 25), (40, 25))
         """
         return self.anchor_budget if role == "anchor" and self.anchor_budget else \
             self.organ_budget
@@ -95,12 +95,12 @@ SCALES: dict[str, Scale] = {
     "demo": Scale(
         "demo", cases=12, preset="small", spacing=(5.6, 5.6, 10.0), n_folds=2, config="cpu",
         cpu=CpuConfig((16, 32, 32), (8, 16, 32), 2, learning_rate=1e-2),
-        organ_budget=(48, 25), station_budget=(24, 25), search_budget=(24, 25),
-        anchor_budget=(80, 25), station_folds=(0,),
+        organ_budget=(40, 25), station_budget=(24, 25), search_budget=(24, 25),
+        anchor_budget=(64, 25), station_folds=(0,),
         description="12 phantom cases at 5.6 x 5.6 x 10 mm, 2 folds (the organ cascade on "
                     "both, the station networks and the search with fold 0 held out), a tiny "
-                    "CPU network trained with AdamW 1e-2 for 2000 iterations (anchor organs) "
-                    "and 1200 (non-anchor organs) per organ stage and 600 per station "
+                    "CPU network trained with AdamW 1e-2 for 1600 iterations (anchor organs) "
+                    "and 1000 (non-anchor organs) per organ stage and 600 per station "
                     "network: every Table 1 setting and the report in about a quarter of an "
                     "hour on 2 CPU cores (two jobs at a time)"),
     "bench": Scale(
