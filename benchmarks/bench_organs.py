@@ -40,6 +40,7 @@ RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 
 from bench_learning import finish_curve_plot, machine, training_speed  # noqa: E402
+from bench_organ_grid import score  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -106,17 +107,6 @@ def score_snapshot(model, role: str, fold: int, cases, checkpoint: str, *, threa
         for k, i in zip(keys, ids):
             out[k].append(float(metrics[i].dsc))
     return out
-
-
-def rules_on(cascade, cases) -> dict[str, float]:
-    """Mean station DSC of the margin rules on the cascade's organs and on the true organs
-    of the held-out ``cases`` (what the organs are worth to the rules baseline)."""
-    from deepstationing.data.image import read_image
-    from deepstationing.evaluation.heldout import mean_dsc
-    from deepstationing.rules.evaluation import evaluate_rules
-
-    maps = {c.id: cascade.predict(read_image(c.ct)) for c in cases}
-    return {"pred": mean_dsc(evaluate_rules(cases, maps)), "gt": mean_dsc(evaluate_rules(cases))}
 
 
 def _mean(values) -> float:
@@ -217,9 +207,9 @@ def main(argv=None) -> int:
             "curve": curve_of(model, "nonanchor", fold, test, args.iterations, args,
                               anchors=anchors),
             **stage_time(model, "nonanchor", fold)}
-        results["rules"] = rules_on(OrganCascade(model, [fold], use="cascade",
-                                                 threads=args.threads, device=args.device),
-                                    test)
+        cascade = score(OrganCascade(model, [fold], use="cascade", threads=args.threads,
+                                     device=args.device), test)
+        results["rules"] = {"pred": cascade["rules_pred"], "gt": cascade["rules_gt"]}
     results["meta"] = {
         "command": "python benchmarks/bench_organs.py " + " ".join(argv or sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
