@@ -32,8 +32,8 @@ Scales (--scale):
         the networks learn but are far from converged (the report says so)
   bench 20 phantom cases at the demo's grid and network, all 4 folds, 2400 iterations per
         organ stage, 1000 per station network, search and top-3/6/12 sweep network:
-        Table 1 and the sweep over 4 folds with their spread in about 2-3 hours on 2 CPU
-        cores (--jobs 2 --threads 1)
+        Table 1 and the sweep over 4 folds with their spread in about an hour and a
+        quarter on 2 CPU cores (--jobs 2 --threads 1)
   cpu   20 phantom cases (small preset), 4 folds, budgets that learn, sweep and ablations:
         about 70 trainings of 15-35 minutes each on 2 CPU cores (a day and a half)
   full  40 cases at the paper's geometry, nnU-Net's own configuration, 1000 x 250 per

@@ -45,6 +45,8 @@ def _same_scale(old: dict | None, new: dict) -> bool:
     True
     >>> _same_scale(SCALES["demo"].to_json(), new)
     False
+    >>> _same_scale({**new, "description": "reworded"}, new)
+    True
     """
     from deepstationing.experiments.scales import Scale
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from deepstationing.backbone.plans import CpuConfig
 
@@ -46,7 +46,9 @@ class Scale:
     ablations: bool = False
     single: bool = False
     seed: int = 0
-    description: str = ""
+    #: what the scale runs and costs, in words (not compared: rewording it keeps an
+    #: experiment folder of this scale resumable)
+    description: str = field(default="", compare=False)
     #: the organ stages' network (``None``: ``cpu``) and grid (z, y, x mm; ``None``: the
     #: training cases' own, nnU-Net's rule): organ stages may run finer than station stages
     organ_cpu: CpuConfig | None = None
@@ -112,7 +114,7 @@ SCALES: dict[str, Scale] = {
                     "Table 1's station networks, the search and a top-3/6/12 sweep on "
                     "each), the demo's tiny CPU network with AdamW 1e-2, 2400 iterations "
                     "per organ stage and 1000 per station network, search and sweep: "
-                    "Table 1 over 4 folds in about 2-3 hours on 2 CPU cores "
+                    "Table 1 over 4 folds in about an hour and a quarter on 2 CPU cores "
                     "(--jobs 2 --threads 1)"),
     "cpu": Scale(
         "cpu", cases=20, preset="small", spacing=None, n_folds=4, config="cpu", cpu=None,
