@@ -35,6 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--scale", default="bench")
     p.add_argument("--out-name", default="paper_bench")
+    p.add_argument("--note", default="",
+                   help="how the run went, for the results file (e.g. 'nothing else ran'; "
+                        "'interrupted and resumed': the span then includes the pause)")
     return p.parse_args(argv)
 
 
@@ -116,7 +119,7 @@ def main(argv=None) -> int:
              f"Scale: {scale.description}.  ",
              f"Machine: {platform.node()}, {os.cpu_count()} CPU cores, no GPU; "
              f"{hours['span_s'] / 3600:.2f} h from the first job's start to the last job's "
-             "end (other work shared the cores part of the time).", "",
+             "end" + (f" ({args.note})." if args.note else "."), "",
              "| jobs | count | CPU-job minutes | longest (min) |", "|---|---|---|---|"]
     for kind, k in sorted(hours["kinds"].items()):
         lines.append(f"| {kind} | {k['jobs']} | {k['seconds'] / 60:.1f} | "
