@@ -43,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def job_hours(out: Path) -> dict[str, dict]:
     """Per kind of job (``organs/anchor``, ``stations/ct``, ...): count, total and longest
-    seconds, from the jobs' status files; and the run's span from first start to last end."""
+    seconds, from the jobs' status files; and the run's span from first start to last end
+    (of the jobs that compute: the report is left out)."""
     kinds: dict[str, dict] = {}
     starts, ends = [], []
     for status in sorted((out / "jobs").rglob("status.json")):
@@ -55,7 +56,7 @@ def job_hours(out: Path) -> dict[str, dict]:
         k["seconds"] += float(s.get("seconds", 0.0))
         k["longest"] = max(k["longest"], float(s.get("seconds", 0.0)))
         for key, bucket in (("started", starts), ("updated", ends)):
-            if s.get(key):
+            if s.get(key) and job != "report":  # a report may be rewritten any time later
                 bucket.append(time.mktime(time.strptime(s[key], "%Y-%m-%d %H:%M:%S")))
     span = (max(ends) - min(starts)) if starts and ends else 0.0
     return {"kinds": kinds, "span_s": span}

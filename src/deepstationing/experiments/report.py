@@ -416,7 +416,8 @@ def _run_lines(exp: dict, scale, jobs: list) -> list[str]:
              + (f" (anchor stage {scale.anchor_budget})" if scale.anchor_budget else "")
              + f", stations "
              f"{scale.station_budget}, search {scale.search_budget}; config {scale.config}",
-             f"- Wall time of the jobs: {total / 60:.1f} min in all (started "
+             f"- Time of the jobs: {total / 60:.1f} min summed over jobs (jobs that ran side "
+             f"by side each count; started "
              f"{exp['started']}, report written {time.strftime('%Y-%m-%d %H:%M')})", "",
              "| job | state | seconds | host |", "|---|---|---|---|"]
     lines += [f"| {j} | {st} | {s:.0f} | {h} |" for j, st, s, h in jobs
